@@ -1,0 +1,47 @@
+"""What the PAL answers to an invitation, decided without I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.domain.meeting_links import MeetingLink
+
+PLATFORM_NAMES = {"zoom": "Zoom", "teams": "Microsoft Teams"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str            # accepted | declined | rejected
+    partstat: str            # ACCEPTED | DECLINED
+    reason: str | None       # shown to the PAL's owner
+    comment: str | None      # sent to the organizer in the REPLY
+    send_reply: bool
+
+
+def decide(*, link: MeetingLink | None, allowed: bool, authenticated: bool) -> Decision:
+    """Allowlist first (silent unless the sender is authenticated), then the meeting link."""
+    if not allowed:
+        # A decline to an unauthenticated address could be backscatter to a spoofed victim.
+        return Decision("rejected", "DECLINED", "organizer is not on the PAL's allowlist", None,
+                        send_reply=authenticated)
+    if link is None or link.platform == "other":
+        return Decision("declined", "DECLINED", "no Google Meet link in the invitation",
+                        "This invitation has no Google Meet link, so there is nothing to join.", True)
+    if link.platform in PLATFORM_NAMES:
+        name = PLATFORM_NAMES[link.platform]
+        return Decision("declined", "DECLINED", f"{name} is not supported yet",
+                        f"{name} meetings are not supported yet; only Google Meet is.", True)
+    return Decision("accepted", "ACCEPTED", None, None, True)
+
+
+def standing_decision(decision: str, reason: str | None, authenticated: bool) -> Decision | None:
+    """The answer already given to an event, for messages that cannot change it.
+
+    A CANCEL, or a REQUEST carrying only changed instances, often has no link of its
+    own; deciding afresh from it would decline (and unplan) the whole series. None when
+    there is no standing answer to keep (the event was cancelled as a whole)."""
+    if decision == "accepted":
+        return Decision("accepted", "ACCEPTED", reason, None, True)
+    if decision in ("declined", "rejected"):
+        return Decision(decision, "DECLINED", reason, None, decision == "declined" or authenticated)
+    return None

@@ -1,0 +1,20 @@
+"""Public identifiers and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+
+def new_public_id(prefix: str) -> str:
+    """A short random id such as ``p3f9c0a1b2d4e`` (prefix + 11 hex digits)."""
+    return prefix + secrets.token_hex(6)[:11]
+
+
+def new_api_key() -> str:
+    return "pal_" + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    """Keys are long random strings, so a plain SHA-256 is enough (no password stretching)."""
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,147 @@
+"""The editable PAL document: validation of a whole document and JSON Patch on it.
+
+Both create and patch end in `validate_document`, so a PAL can only ever be
+stored in a state that passes every rule, whichever API wrote it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from app.domain.allowlist import validate_allowlist
+from app.domain.errors import ValidationFailed
+from app.domain.usernames import normalise_username
+
+EDITABLE_FIELDS = ("pal_name", "system_prompt", "pipeline_mode", "default_face_id", "layers")
+PIPELINE_MODES = ("full", "echo", "audio", "text")
+MAX_PAL_NAME = 200
+MAX_SYSTEM_PROMPT = 100_000
+MAX_PATCH_OPS = 100
+KNOWN_CONFERENCING_KEYS = {"username", "allowlist"}
+
+
+@dataclass(frozen=True)
+class ValidPal:
+    """A document that passed every rule, with the conferencing fields pulled out."""
+
+    pal_name: str
+    system_prompt: str
+    pipeline_mode: str
+    default_face_id: str | None
+    layers: dict[str, Any]
+    username: str | None
+    allowlist: list[str]
+
+
+def _string(doc: dict[str, Any], name: str, *, required: bool, limit: int, default: str = "") -> str:
+    value = doc.get(name, None)
+    if value is None:
+        if required:
+            raise ValidationFailed(f"{name} is required.", field=name)
+        return default
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{name} must be a string.", field=name)
+    if required and not value.strip():
+        raise ValidationFailed(f"{name} must not be empty.", field=name)
+    if len(value) > limit:
+        raise ValidationFailed(f"{name} must be at most {limit} characters.", field=name)
+    return value
+
+
+def validate_document(doc: object) -> ValidPal:
+    """Validate a full PAL document (as sent to create, or as produced by a patch)."""
+    if not isinstance(doc, dict):
+        raise ValidationFailed("The PAL must be a JSON object.", field="body")
+    unknown = set(doc) - set(EDITABLE_FIELDS)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ValidationFailed(f"Unknown field {name!r}.", field=name)
+    pal_name = _string(doc, "pal_name", required=True, limit=MAX_PAL_NAME)
+    system_prompt = _string(doc, "system_prompt", required=False, limit=MAX_SYSTEM_PROMPT)
+    pipeline_mode = _string(doc, "pipeline_mode", required=False, limit=20, default="full")
+    if pipeline_mode not in PIPELINE_MODES:
+        raise ValidationFailed(
+            f"pipeline_mode must be one of {', '.join(PIPELINE_MODES)}.", field="pipeline_mode"
+        )
+    face = doc.get("default_face_id")
+    if face is not None and (not isinstance(face, str) or not face.strip() or len(face) > 32):
+        raise ValidationFailed("default_face_id must be a face id string.", field="default_face_id")
+
+    layers = doc.get("layers") or {}
+    if not isinstance(layers, dict):
+        raise ValidationFailed("layers must be an object.", field="layers")
+    username: str | None = None
+    allowlist: list[str] = []
+    conferencing = layers.get("conferencing")
+    if conferencing is not None:
+        if not isinstance(conferencing, dict):
+            raise ValidationFailed("layers.conferencing must be an object.", field="layers.conferencing")
+        unknown = set(conferencing) - KNOWN_CONFERENCING_KEYS
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ValidationFailed(
+                f"Unknown field {name!r} in layers.conferencing.", field=f"layers.conferencing.{name}"
+            )
+        if "username" not in conferencing:
+            raise ValidationFailed(
+                "layers.conferencing.username is required.", field="layers.conferencing.username"
+            )
+        username = normalise_username(conferencing["username"])
+        allowlist = validate_allowlist(conferencing.get("allowlist"))
+        if face is None:
+            raise ValidationFailed(
+                "default_face_id is required when layers.conferencing is provided.",
+                field="default_face_id",
+            )
+        layers = {**layers, "conferencing": {"username": username, "allowlist": allowlist}}
+    return ValidPal(
+        pal_name=pal_name,
+        system_prompt=system_prompt,
+        pipeline_mode=pipeline_mode,
+        default_face_id=face,
+        layers=layers,
+        username=username,
+        allowlist=allowlist,
+    )
+
+
+def _vivify_parents(doc: dict[str, Any], path: str) -> None:
+    """Create missing parent objects for an `add`, so `/layers/conferencing/username`
+    works on a PAL that has no conferencing layer yet (the spec's own example)."""
+    parts = jsonpointer.JsonPointer(path).parts[:-1]
+    node: Any = doc
+    for part in parts:
+        if not isinstance(node, dict):
+            return
+        if part not in node:
+            node[part] = {}
+        node = node[part]
+
+
+def apply_patch(document: dict[str, Any], operations: object) -> dict[str, Any]:
+    """Apply an RFC 6902 patch to a copy of `document`; all-or-nothing."""
+    if not isinstance(operations, list):
+        raise ValidationFailed("A patch must be a JSON array of operations.", field="body")
+    if not operations:
+        raise ValidationFailed("A patch needs at least one operation.", field="body")
+    if len(operations) > MAX_PATCH_OPS:
+        raise ValidationFailed(f"A patch may hold at most {MAX_PATCH_OPS} operations.", field="body")
+    result = copy.deepcopy(document)
+    for index, op in enumerate(operations):
+        where = f"body[{index}]"
+        if not isinstance(op, dict) or not isinstance(op.get("op"), str) or not isinstance(op.get("path"), str):
+            raise ValidationFailed("Each operation needs string 'op' and 'path'.", field=where)
+        try:
+            if op["op"] == "add":
+                _vivify_parents(result, op["path"])
+            result = jsonpatch.JsonPatch([op]).apply(result, in_place=False)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError) as exc:
+            raise ValidationFailed(f"Operation {index} ({op['op']} {op['path']}) failed: {exc}", field=where) from None
+    if not isinstance(result, dict):
+        raise ValidationFailed("The patched PAL must be a JSON object.", field="body")
+    return result
