@@ -1,0 +1,150 @@
+"""Command line: `python -m app <command>`.
+
+  create-account NAME   create an account; the API key is the last line printed
+  migrate               create the database if needed and apply migrations
+  serve                 the HTTP API (REST /v2, GraphQL /graphql)
+  worker                the arq worker (mail ingestion, joins, outbox, reconciler)
+  smtp                  the inbound SMTP server
+  mailsink              a development relay that saves outgoing mail under .data/outbox/
+  run                   migrate, then API + worker + SMTP together, restarting any that dies
+                        (plus the dev mail sink when SMTP_RELAY_URL is unset)
+  export-schema         print (or --output) the GraphQL schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+from app.config import get_settings
+from app.logs import setup_logging
+
+log = logging.getLogger("app")
+
+
+async def _create_account(name: str) -> str:
+    from app import db
+    from app.services.accounts import create_account
+
+    await db.migrate()
+    await db.open_pool(min_size=1, max_size=2)
+    try:
+        account, key = await create_account(name)
+    finally:
+        await db.close_pool()
+    print(f"created account {account.id} ({name}); API key:")
+    return key
+
+
+def _serve() -> None:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("app.asgi:create_app", factory=True, host=settings.api_host, port=settings.api_port)
+
+
+def _worker() -> None:
+    from arq import run_worker
+
+    from workers.settings import WorkerSettings
+
+    run_worker(WorkerSettings)  # type: ignore[arg-type]
+
+
+def _smtp() -> None:
+    from app.smtp import serve_forever
+
+    asyncio.run(serve_forever())
+
+
+def _run_all() -> None:
+    """Supervise the three processes; arq's worker can die on a Redis restart, so restart it."""
+    import os
+
+    from app import db
+
+    asyncio.run(db.migrate())
+    names = ["serve", "worker", "smtp"]
+    if "SMTP_RELAY_URL" not in os.environ:
+        names.append("mailsink")  # replies land in .data/outbox/ until a real relay is configured
+    commands = {name: [sys.executable, "-m", "app", name] for name in names}
+    procs = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    settings = get_settings()
+    log.info(
+        "stack up: API http://%s:%s (GraphiQL /graphql, docs /docs), SMTP %s:%s",
+        settings.api_host, settings.api_port, settings.smtp_host, settings.smtp_port,
+    )
+    while not stopping:
+        time.sleep(0.5)
+        for name, proc in procs.items():
+            if proc.poll() is not None and not stopping:
+                log.warning("%s exited with %s; restarting it", name, proc.returncode)
+                time.sleep(1)
+                procs[name] = subprocess.Popen(commands[name])
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create-account")
+    create.add_argument("name")
+    for name in ("migrate", "serve", "worker", "smtp", "mailsink", "run"):
+        sub.add_parser(name)
+    export = sub.add_parser("export-schema")
+    export.add_argument("--output", default=None)
+    args = parser.parse_args(argv)
+    setup_logging(args.command)
+
+    if args.command == "create-account":
+        print(asyncio.run(_create_account(args.name)))
+    elif args.command == "migrate":
+        from app import db
+
+        asyncio.run(db.migrate())
+    elif args.command == "serve":
+        _serve()
+    elif args.command == "worker":
+        _worker()
+    elif args.command == "smtp":
+        _smtp()
+    elif args.command == "mailsink":
+        from app.devmail import serve_forever
+
+        asyncio.run(serve_forever())
+    elif args.command == "run":
+        _run_all()
+    elif args.command == "export-schema":
+        from app.graphql.schema import schema
+
+        text = schema.as_str() + "\n"
+        if args.output:
+            with open(args.output, "w") as handle:
+                handle.write(text)
+        else:
+            sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

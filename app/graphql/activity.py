@@ -1,0 +1,108 @@
+"""GraphQL types for what PALs do: meetings (invitations), joins and API conversations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from app.clock import utcnow
+from app.graphql.context import Info
+from app.services import conversations as conversation_service
+from app.services.joins import get_join
+
+
+def _build(cls, data: dict[str, Any]):
+    return cls(**{name: data.get(name) for name in cls.__annotations__})
+
+
+@strawberry.type
+class Occurrence:
+    recurrence_id: str | None
+    start_at: str
+    end_at: str
+    meeting_url: str | None
+    platform: str | None
+
+
+@strawberry.type
+class Meeting:
+    event_id: int
+    uid: str
+    summary: str
+    organizer: str
+    meeting_url: str | None
+    platform: str | None
+    decision: str
+    reason: str | None
+    authenticated: bool
+    sequence: int
+    cancelled: bool
+    timezone_problems: list[str]
+    occurrences: list[Occurrence]
+    updated_at: str
+
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> "Meeting":
+        data = dict(view, occurrences=[_build(Occurrence, o) for o in view["occurrences"]])
+        return _build(cls, data)
+
+
+@strawberry.type
+class StatusChange:
+    status: str
+    reason: str | None
+    at: str
+
+
+@strawberry.type
+class Join:
+    id: int
+    recurrence_id: str | None
+    meeting_url: str
+    start_at: str
+    end_at: str | None
+    join_at: str
+    status: str
+    reason: str | None
+    plan_version: int
+    updated_at: str
+    history: list[StatusChange] | None = None
+
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> "Join":
+        history = [_build(StatusChange, h) for h in view["history"]] if "history" in view else None
+        return _build(cls, dict(view, history=history))
+
+
+@strawberry.type
+class Conversation:
+    conversation_id: str
+    pal_id: str
+    face_id: str
+    meeting_url: str
+    status: str
+    reason: str | None
+    join_id: int | None
+    created_at: str
+
+
+async def join(info: Info, id: int) -> Join:
+    account = await info.context.account()
+    return Join.from_view(await get_join(account.id, id))
+
+
+async def conversation(info: Info, conversation_id: str) -> Conversation:
+    account = await info.context.account()
+    return _build(Conversation, await conversation_service.get_conversation(account.id, conversation_id))
+
+
+async def create_conversation(info: Info, pal_id: str, meeting_url: str, face_id: str | None = None) -> Conversation:
+    account = await info.context.account()
+    data = {"pal_id": pal_id, "meeting_url": meeting_url, "face_id": face_id}
+    return _build(Conversation, await conversation_service.create_conversation(account.id, data, now=utcnow()))
+
+
+async def end_conversation(info: Info, conversation_id: str) -> Conversation:
+    account = await info.context.account()
+    return _build(Conversation, await conversation_service.end_conversation(account.id, conversation_id, now=utcnow()))

@@ -1,0 +1,44 @@
+"""Turn domain errors into GraphQL errors with `extensions.code`; mask everything else."""
+
+from __future__ import annotations
+
+import logging
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from app.domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+class DomainErrors(MaskErrors):
+    """Known failures keep their message and gain a code; unexpected ones say only 'Unexpected error.'"""
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed: list[GraphQLError] = []
+        for error in errors:
+            original = error.original_error
+            if isinstance(original, DomainError):
+                extensions = {"code": original.code}
+                if original.field:
+                    extensions["field"] = original.field
+                processed.append(
+                    GraphQLError(
+                        original.message,
+                        nodes=error.nodes,
+                        source=error.source,
+                        positions=error.positions,
+                        path=error.path,
+                        extensions=extensions,
+                    )
+                )
+            elif original is None:
+                # Parse and validation errors from graphql-core: the client's fault, not ours.
+                error.extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
+                processed.append(error)
+            else:
+                masked = self.anonymise_error(error)
+                masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+                processed.append(masked)
+        return processed

@@ -1,0 +1,41 @@
+"""The GraphQL schema: queries, mutations and subscriptions over the shared services."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import ParserCache, ValidationCache
+
+from app.graphql import activity
+from app.graphql import pals as pal_api
+from app.graphql.errors import DomainErrors
+from app.graphql.subscriptions import Subscription
+
+
+@strawberry.type
+class Query:
+    pal: pal_api.Pal = strawberry.field(resolver=pal_api.pal)
+    pals: list[pal_api.Pal] = strawberry.field(resolver=pal_api.pals)
+    faces: list[pal_api.Face] = strawberry.field(resolver=pal_api.faces)
+    check_username: pal_api.UsernameAvailability = strawberry.field(resolver=pal_api.check_username)
+    join: activity.Join = strawberry.field(resolver=activity.join)
+    conversation: activity.Conversation = strawberry.field(resolver=activity.conversation)
+
+
+@strawberry.type
+class Mutation:
+    create_pal: pal_api.Pal = strawberry.mutation(resolver=pal_api.create_pal)
+    patch_pal: pal_api.Pal = strawberry.mutation(resolver=pal_api.patch_pal)
+    delete_pal: bool = strawberry.mutation(resolver=pal_api.delete_pal)
+    create_face: pal_api.Face = strawberry.mutation(resolver=pal_api.create_face)
+    delete_face: bool = strawberry.mutation(resolver=pal_api.delete_face)
+    create_conversation: activity.Conversation = strawberry.mutation(resolver=activity.create_conversation)
+    end_conversation: activity.Conversation = strawberry.mutation(resolver=activity.end_conversation)
+
+
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[
+        DomainErrors,
+        # graphql-core's validation was 55% of a pal(palId) request's CPU (bench/api_bench.py);
+        # the caches are module-level LRUs shared by the per-request extension instances.
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+    ])

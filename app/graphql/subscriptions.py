@@ -1,0 +1,232 @@
+"""GraphQL subscriptions: live PAL events, join status and conversation status.
+
+Events reach this process through Redis pub/sub (one PubSub connection per API
+process, multiplexed by Litestar's ChannelsPlugin). Every subscription subscribes
+to its PAL's channel *before* it reads PostgreSQL, so nothing published in
+between is lost; the log in PostgreSQL fills any gap (reconnects, Redis restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+import strawberry
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from redis.exceptions import RedisError
+
+from app.config import get_settings
+from app.domain.errors import ValidationFailed
+from app.graphql.activity import Conversation, Join
+from app.graphql.context import Info
+from app.graphql.events import PalEvent, PalSnapshot, PalStreamItem
+from app.services.conversations import get_conversation
+from app.services.events import channel, current_state, events_page
+from app.services.joins import get_join
+from app.services.pals import owned_pal_pk
+
+log = logging.getLogger(__name__)
+
+# Sent to every subscriber after the Redis connection came back: "you may have missed events".
+RESYNC = b'{"resync": true}'
+REPLAY_PAGE = 500
+# A reconnecting client gets at most this many missed events; the snapshot covers the rest.
+REPLAY_MAX = 5000
+# Per-subscriber buffer; a client this far behind loses the oldest and can page the log.
+MAX_BACKLOG = 1000
+
+
+class LivePubSubBackend(RedisChannelsPubSubBackend):
+    """Redis pub/sub that outlives a Redis restart: reconnects, resubscribes, asks for a resync."""
+
+    async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
+        delay = 0.2
+        while True:
+            try:
+                async for item in super().stream_events():
+                    delay = 0.2
+                    yield item
+            except (RedisError, OSError) as exc:
+                log.warning("live events: Redis connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                if await self._reconnect():
+                    for name in list(self._pub_sub.channels):
+                        yield (name.decode() if isinstance(name, bytes) else name), RESYNC
+
+    async def _reconnect(self) -> bool:
+        connection = self._pub_sub.connection
+        if connection is None:
+            return False
+        try:
+            await connection.connect()  # redis-py resubscribes every channel on connect
+            return True
+        except (RedisError, OSError):
+            return False
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        await self._redis.aclose()
+
+
+def channels_plugin() -> ChannelsPlugin:
+    """The per-process fan-out: one Redis PubSub, one in-memory queue per subscription."""
+    # Named, so an operator (or a test) can find this process's PubSub in CLIENT LIST.
+    client = aioredis.from_url(get_settings().redis_url, socket_connect_timeout=2, health_check_interval=30,
+                               client_name=f"pal-live-{os.getpid()}")
+    return ChannelsPlugin(
+        backend=LivePubSubBackend(redis=client, stream_sleep_no_subscriptions=50),
+        arbitrary_channels_allowed=True,
+        create_ws_route_handlers=False,
+        subscriber_max_backlog=MAX_BACKLOG,
+        subscriber_backlog_strategy="dropleft",
+    )
+
+
+@asynccontextmanager
+async def _live(info: Info, name: str) -> AsyncIterator[AsyncIterator[dict[str, Any] | None]]:
+    """Subscribe to one channel; yields decoded events, or None for 'resync from PostgreSQL'."""
+    plugin: ChannelsPlugin | None = info.context.channels
+    if plugin is None:
+        raise RuntimeError("live events need the ChannelsPlugin in the GraphQL context")
+    async with plugin.start_subscription([name]) as subscriber:
+        yield _decode(subscriber.iter_events())
+
+
+async def _decode(raw_events: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any] | None]:
+    async for raw in raw_events:
+        if raw == RESYNC:
+            yield None
+            continue
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            log.warning("live events: dropped a message that is not JSON: %r", raw[:100])
+            continue
+        if isinstance(event, dict) and isinstance(event.get("id"), int):
+            yield event
+
+
+def _about(event: dict[str, Any] | None, *, join_id: int | None, conversation_id: str | None = None) -> bool:
+    """Whether a live event (None = resync) concerns the given join or conversation."""
+    if event is None:
+        return True
+    payload = event.get("payload")
+    if not isinstance(payload, dict):
+        return False
+    return (join_id is not None and payload.get("join_id") == join_id) or (
+        conversation_id is not None and payload.get("conversation_id") == conversation_id)
+
+
+async def _missed(pal_pk: int, pal_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    sent = 0
+    while sent < REPLAY_MAX:
+        views, more = await events_page(pal_pk, pal_id, after=after, first=min(REPLAY_PAGE, REPLAY_MAX - sent))
+        for view in views:
+            yield view
+        sent += len(views)
+        if not more or not views:
+            return
+        after = views[-1]["id"]
+
+
+async def pal_events(info: Info, pal_id: str, after: int | None = None) -> AsyncGenerator[PalStreamItem, None]:
+    """A PalSnapshot first, then the events after `after` (if given), then events as they happen."""
+    account = await info.context.account()
+    if after is not None and after < 0:
+        raise ValidationFailed("after must be an event id (0 or more).", field="after")
+    pal_pk = await owned_pal_pk(account.id, pal_id)
+    async with _live(info, channel(pal_id)) as live:
+        state = await current_state(pal_pk)
+        yield PalSnapshot.from_state(pal_id, state)
+        # Ids already sent from PostgreSQL; the same event may also arrive live.
+        sent: set[int] = set()
+        high = after if after is not None else (state["last_event_id"] or 0)
+        if after is not None:
+            async for view in _missed(pal_pk, pal_id, after):
+                sent.add(view["id"])
+                high = max(high, view["id"])
+                yield PalEvent.from_view(view)
+        async for event in live:
+            if event is None:  # Redis came back: fetch from the log what pub/sub may have dropped
+                async for view in _missed(pal_pk, pal_id, high):
+                    if view["id"] not in sent:
+                        sent.add(view["id"])
+                        high = max(high, view["id"])
+                        yield PalEvent.from_view(view)
+                continue
+            if event["id"] in sent:
+                continue
+            high = max(high, event["id"])
+            yield PalEvent.from_view(event)
+
+
+def _status_key(view: dict[str, Any]) -> tuple[Any, ...]:
+    return (view.get("status"), view.get("reason"), view.get("updated_at"), view.get("join_id"))
+
+
+EVENT_STATUS = {"join_scheduled": "scheduled", "join_rescheduled": "scheduled", "join_cancelled": "cancelled"}
+
+
+def _as_of(view: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
+    """The re-read row, but with the status the event reports.
+
+    By the time we re-read, the join may have moved on (joining -> in_call in
+    a second); taking the status from the event reports every transition.
+    """
+    if event is None:
+        return view
+    payload = event["payload"]
+    status = payload.get("status") or EVENT_STATUS.get(event["kind"])
+    if not status:
+        return view
+    return {**view, "status": status, "reason": payload.get("reason")}
+
+
+async def join_status(info: Info, join_id: int) -> AsyncGenerator[Join, None]:
+    """The join now, then again each time its status changes."""
+    account = await info.context.account()
+    view = await get_join(account.id, join_id)
+    async with _live(info, channel(view["pal_id"])) as live:
+        view = await get_join(account.id, join_id)  # re-read: a change may have happened before we subscribed
+        yield Join.from_view(view)
+        last = _status_key(view)
+        async for event in live:
+            if _about(event, join_id=join_id):
+                view = _as_of(await get_join(account.id, join_id), event)
+                if _status_key(view) != last:
+                    last = _status_key(view)
+                    yield Join.from_view(view)
+
+
+async def conversation_status(info: Info, conversation_id: str) -> AsyncGenerator[Conversation, None]:
+    """The conversation now, then again each time its join's status changes."""
+    account = await info.context.account()
+    view = await get_conversation(account.id, conversation_id)
+    async with _live(info, channel(view["pal_id"])) as live:
+        view = await get_conversation(account.id, conversation_id)
+        yield Conversation(**view)
+        last = _status_key(view)
+        async for event in live:
+            if _about(event, join_id=view["join_id"], conversation_id=conversation_id):
+                view = _as_of(await get_conversation(account.id, conversation_id), event)
+                if _status_key(view) != last:
+                    last = _status_key(view)
+                    yield Conversation(**view)
+
+
+@strawberry.type
+class Subscription:
+    pal_events: AsyncGenerator[PalStreamItem, None] = strawberry.subscription(
+        resolver=pal_events, description="Every event of one PAL: a snapshot first, then the live stream.")
+    join_status: AsyncGenerator[Join, None] = strawberry.subscription(
+        resolver=join_status, description="One join's status, now and on every change.")
+    conversation_status: AsyncGenerator[Conversation, None] = strawberry.subscription(
+        resolver=conversation_status, description="One API conversation's status, now and on every change.")

@@ -1,0 +1,53 @@
+"""The arq queue as the API and services see it: enqueue work, never the source of truth."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+
+from app.config import get_settings
+
+log = logging.getLogger(__name__)
+_pool: ArqRedis | None = None
+
+
+def redis_settings() -> RedisSettings:
+    return RedisSettings.from_dsn(get_settings().redis_url)
+
+
+async def arq_pool() -> ArqRedis:
+    global _pool
+    if _pool is None:
+        _pool = await create_pool(redis_settings())
+    return _pool
+
+
+async def close_arq_pool() -> None:
+    global _pool
+    if _pool is not None:
+        await _pool.aclose()
+        _pool = None
+
+
+async def enqueue(function: str, *args: Any, job_id: str | None = None, at: datetime | None = None) -> bool:
+    """Best-effort enqueue: False when Redis is down or the job id is already queued.
+
+    Callers have already committed the work to PostgreSQL, and a cron re-enqueues
+    anything Redis lost, so a failure here delays work but never loses it.
+    """
+    try:
+        pool = await arq_pool()
+        job = await pool.enqueue_job(function, *args, _job_id=job_id, _defer_until=at)
+        return job is not None
+    except Exception as exc:
+        log.warning("could not enqueue %s%s (%s); the reconciler will retry", function, args, exc)
+        return False
+
+
+def join_job_id(join_pk: int, plan_version: int) -> str:
+    """One id per (join, plan version): a re-plan gets a new job, and the old one finds itself stale."""
+    return f"join:{join_pk}:v{plan_version}"

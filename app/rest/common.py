@@ -1,0 +1,51 @@
+"""Shared REST plumbing: API-key auth dependency and error responses."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from app.domain.errors import DomainError
+from app.services.accounts import AccountRef, authenticate
+
+log = logging.getLogger(__name__)
+
+
+async def current_account(request: Request) -> AccountRef:
+    """The caller's account, from the x-api-key header (401 otherwise)."""
+    return await authenticate(request.headers.get("x-api-key"))
+
+
+def _error(status: int, message: str, field: str | None = None, code: str | None = None) -> Response:
+    body: dict[str, object] = {"error": message}
+    if field:
+        body["field"] = field
+    if code:
+        body["code"] = code
+    return Response(body, status_code=status)
+
+
+def domain_error_handler(_: Request, exc: DomainError) -> Response:
+    return _error(exc.status, exc.message, exc.field, exc.code)
+
+
+def http_error_handler(_: Request, exc: HTTPException) -> Response:
+    message = exc.detail or "Request failed."
+    if isinstance(exc, ValidationException) and exc.extra:
+        message = f"{message}: {exc.extra}"
+    return _error(exc.status_code, message)
+
+
+def internal_error_handler(request: Request, exc: Exception) -> Response:
+    # The client gets no traceback; the operator gets it in the log.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(500, "Internal error.")
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: domain_error_handler,
+    HTTPException: http_error_handler,
+    Exception: internal_error_handler,
+}

@@ -1,0 +1,119 @@
+"""Dispatch by API: send a PAL into a Meet URL now, watch it, and make it leave."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.domain.errors import Conflict, NotFound, ValidationFailed
+from app.domain.ids import new_public_id
+from app.domain.meeting_links import classify_url
+from app.domain.decisions import PLATFORM_NAMES
+from app.domain.timefmt import iso_z
+from app.services.events import record_event
+from app.services.faces import get_visible_face
+from app.services.joins import ACTIVE, schedule_job, set_status
+from app.tables import Conversation, Join, JoinStatusChange, Pal
+
+MAX_URL = 2048
+
+
+def meet_url(value: object) -> str:
+    """The normalised Google Meet URL, or a 400 that says what is wrong with it."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed("meeting_url is required.", field="meeting_url")
+    if len(value) > MAX_URL:
+        raise ValidationFailed("meeting_url is too long.", field="meeting_url")
+    link = classify_url(value.strip())
+    if link is None:
+        raise ValidationFailed("meeting_url must be an https URL of a Google Meet.", field="meeting_url")
+    if link.platform in PLATFORM_NAMES:
+        raise ValidationFailed(f"{PLATFORM_NAMES[link.platform]} meetings are not supported yet; "
+                               "only Google Meet links can be joined.", field="meeting_url")
+    if link.platform != "google_meet":
+        raise ValidationFailed("meeting_url must be a Google Meet link (https://meet.google.com/...).",
+                               field="meeting_url")
+    return link.url
+
+
+def _view(conversation: dict[str, Any], join: dict[str, Any] | None, pal_id: str) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation["conversation_id"],
+        "pal_id": pal_id,
+        "face_id": conversation["face_id"],
+        "meeting_url": conversation["meeting_url"],
+        "status": join["status"] if join else "unknown",
+        "reason": join["reason"] if join else None,
+        "join_id": join["id"] if join else None,
+        "created_at": iso_z(conversation["created_at"]),
+    }
+
+
+def _string_field(data: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ValidationFailed(f"{name} is required.", field=name)
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed(f"{name} must be a non-empty string.", field=name)
+    return value.strip()
+
+
+async def create_conversation(account_id: int, data: object, *, now: datetime) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be a JSON object.", field="body")
+    pal_id = _string_field(data, "pal_id", required=True)
+    url = meet_url(data.get("meeting_url"))
+    pal = await Pal.select().where((Pal.pal_id == pal_id) & (Pal.account == account_id)).first()
+    if pal is None:
+        raise NotFound(f"PAL {pal_id!r} not found.", field="pal_id")
+    face_id = _string_field(data, "face_id", required=False) or pal["default_face_id"]
+    if face_id is None:
+        raise ValidationFailed("face_id is required when the PAL has no default_face_id.", field="face_id")
+    await get_visible_face(account_id, face_id, field="face_id")
+    busy = await Join.select(Join.id).where(
+        (Join.pal == pal["id"]) & (Join.meeting_url == url) & Join.status.is_in(["scheduled", *ACTIVE])
+        & (Join.join_at <= now)).first()
+    if busy:
+        raise Conflict(f"The PAL is already joining or in that meeting (join {busy['id']}).", field="meeting_url")
+    rows = await Conversation.insert(Conversation(
+        conversation_id=new_public_id("c"), account=account_id, pal=pal["id"], face_id=face_id,
+        meeting_url=url, created_at=now)).returning(*Conversation.all_columns())
+    conversation = rows[0]
+    joins = await Join.insert(Join(
+        pal=pal["id"], conversation=conversation["id"], recurrence_id="", meeting_url=url, start_at=now,
+        end_at=None, join_at=now, status="scheduled", plan_version=1, created_at=now, updated_at=now,
+    )).returning(*Join.all_columns())
+    join = joins[0]
+    await JoinStatusChange.insert(JoinStatusChange(join=join["id"], status="scheduled", at=now))
+    await record_event(pal["id"], "join_scheduled", {
+        "join_id": join["id"], "conversation_id": conversation["conversation_id"], "meeting_url": url,
+        "join_at": iso_z(now), "start_at": iso_z(now)}, pal_id=pal["pal_id"])
+    await schedule_job(join, now)
+    return _view(conversation, join, pal["pal_id"])
+
+
+async def _owned(account_id: int, conversation_id: str) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
+    conversation = await Conversation.select(*Conversation.all_columns(), Conversation.pal.pal_id.as_alias("pal_id")).where(
+        (Conversation.conversation_id == conversation_id) & (Conversation.account == account_id)).first()
+    if conversation is None:
+        raise NotFound(f"Conversation {conversation_id!r} not found.", field="conversation_id")
+    join = await Join.select().where(Join.conversation == conversation["id"]).first()
+    return conversation, join, conversation["pal_id"]
+
+
+async def get_conversation(account_id: int, conversation_id: str) -> dict[str, Any]:
+    return _view(*await _owned(account_id, conversation_id))
+
+
+async def end_conversation(account_id: int, conversation_id: str, *, now: datetime) -> dict[str, Any]:
+    """Make the PAL leave: a scheduled join is cancelled, a running bot is told to leave."""
+    conversation, join, pal_id = await _owned(account_id, conversation_id)
+    if join is not None:
+        if join["status"] == "scheduled":
+            join = await set_status(join["id"], "cancelled", "ended by API", now=now, only_from=("scheduled",),
+                                    bump_version=True) or join
+        elif join["status"] in ACTIVE:
+            await Join.update({Join.stop_requested: True, Join.updated_at: now}).where(Join.id == join["id"])
+    return _view(conversation, join, pal_id)

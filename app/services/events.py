@@ -1,0 +1,84 @@
+"""The PAL event log: every state change is a row in PostgreSQL, then a Redis message.
+
+The row is the record; the publish only wakes live subscribers (issue: live status),
+so a Redis outage loses no history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from app.domain.timefmt import iso_z
+from app.redis_client import redis
+from app.tables import Pal, PalEvent
+
+log = logging.getLogger(__name__)
+
+
+def channel(pal_id: str) -> str:
+    return f"pal-events:{pal_id}"
+
+
+def event_view(row: dict[str, Any], pal_id: str) -> dict[str, Any]:
+    payload = row["payload"]
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    return {
+        "id": row["id"],
+        "pal_id": pal_id,
+        "kind": row["kind"],
+        "payload": payload,
+        "created_at": iso_z(row["created_at"]),
+    }
+
+
+async def record_event(pal_pk: int, kind: str, payload: dict[str, Any], *, pal_id: str | None = None) -> dict[str, Any]:
+    """Store one event and publish it; returns the event as subscribers see it."""
+    now = datetime.now(timezone.utc)
+    rows = await PalEvent.insert(PalEvent(pal=pal_pk, kind=kind, payload=payload, created_at=now)).returning(
+        PalEvent.id, PalEvent.kind, PalEvent.payload, PalEvent.created_at
+    )
+    if pal_id is None:
+        pal_id = (await Pal.select(Pal.pal_id).where(Pal.id == pal_pk).first())["pal_id"]
+    event = event_view(rows[0], pal_id)
+    event["payload"] = payload
+    log.info("pal %s: %s %s", pal_id, kind, json.dumps(payload, default=str)[:300])
+    try:
+        await redis().publish(channel(pal_id), json.dumps(event, default=str))
+    except Exception as exc:  # history is safe in PostgreSQL; live push is best effort
+        log.warning("could not publish %s for pal %s: %s", kind, pal_id, exc)
+    return event
+
+
+async def events_page(pal_pk: int, pal_id: str, *, after: int | None, first: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `first` events with id > `after`, oldest first, and whether more follow."""
+    where = PalEvent.pal == pal_pk
+    if after is not None:
+        where &= PalEvent.id > after
+    rows = await PalEvent.select(PalEvent.id, PalEvent.kind, PalEvent.payload, PalEvent.created_at).where(
+        where).order_by(PalEvent.id).limit(first + 1)
+    return [event_view(r, pal_id) for r in rows[:first]], len(rows) > first
+
+
+async def last_event_id(pal_pk: int) -> int | None:
+    row = await PalEvent.select(PalEvent.id).where(PalEvent.pal == pal_pk).order_by(
+        PalEvent.id, ascending=False).first()
+    return row["id"] if row else None
+
+
+async def current_state(pal_pk: int, *, limit: int = 50) -> dict[str, Any]:
+    """What a late subscriber needs before streaming: upcoming and live joins, and the log position."""
+    # Imported here: app.services.joins imports this module for record_event.
+    from app.services.joins import ACTIVE, join_view
+    from app.tables import Join
+
+    position = await last_event_id(pal_pk)
+    upcoming = await Join.select().where((Join.pal == pal_pk) & (Join.status == "scheduled")).order_by(
+        Join.join_at).limit(limit)
+    live = await Join.select().where((Join.pal == pal_pk) & Join.status.is_in(list(ACTIVE))).order_by(
+        Join.join_at).limit(limit)
+    return {"last_event_id": position, "upcoming": [join_view(r) for r in upcoming],
+            "live": [join_view(r) for r in live]}

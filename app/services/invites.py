@@ -1,0 +1,225 @@
+"""Invite ingestion: from a stored raw message to a decision, a reply and a join plan.
+
+Runs in the worker (arq job `ingest_message`). Every step re-reads PostgreSQL and
+is idempotent, so a redelivered message or a re-run job changes nothing and sends
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+import dns.resolver
+
+from app.config import get_settings
+from app.domain.allowlist import is_allowed
+from app.domain.calendar_state import ApplyResult, Outcome, StoredEvent, apply_message
+from app.domain.decisions import Decision, decide, standing_decision
+from app.domain.invites import InvalidCalendar, ParsedInvite, is_attendee, parse_calendar
+from app.domain.mime import InvalidMessage, MailHeaders, extract_itip, read_headers
+from app.domain.replies import build_reply
+from app.domain.sender_auth import is_authenticated, parse_authentication_results, verify_dkim
+from app.domain.usernames import email_address
+from app.db import engine
+from app.services.events import record_event
+from app.services.joins import replan_event, stored_event
+from app.services.outbox import enqueue_email
+from app.services.pals import find_pal_by_address
+from app.services.rows import json_value
+from app.tables import CalendarEvent, InboundMessage
+
+log = logging.getLogger(__name__)
+HANDLED_METHODS = ("REQUEST", "CANCEL")
+DnsFunc = Callable[..., bytes | None]
+
+
+def dns_txt(name: bytes | str, timeout: int = 2) -> bytes | None:
+    """dkimpy's DNS hook, with a short timeout so a dead resolver cannot stall intake."""
+    try:
+        qname = name.decode() if isinstance(name, bytes) else name
+        answer = dns.resolver.resolve(qname.rstrip("."), "TXT", lifetime=timeout)
+        return b"".join(b"".join(r.strings) for r in answer)
+    except Exception:
+        return None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who vouches for the message, worked out once per message."""
+
+    headers: MailHeaders
+    vouched_domains: tuple[str, ...]
+
+
+def _envelope(raw: bytes, dnsfunc: DnsFunc | None) -> Envelope:
+    settings = get_settings()
+    headers = read_headers(raw)
+    vouched = list(verify_dkim(raw, dnsfunc=dnsfunc or dns_txt)) if headers.dkim_present else []
+    vouched += [d for _, _, d in parse_authentication_results(
+        headers.authentication_results, settings.trusted_authserv_ids)]
+    return Envelope(headers=headers, vouched_domains=tuple(dict.fromkeys(vouched)))
+
+
+async def process_inbound(message_pk: int, *, now: datetime, dnsfunc: DnsFunc | None = None) -> dict[str, Any]:
+    """Process one stored message; marks it processed whatever the outcome."""
+    row = await InboundMessage.select().where(InboundMessage.id == message_pk).first()
+    if row is None or row["status"] == "processed":
+        return {"skipped": True}
+    await InboundMessage.update({InboundMessage.attempts: InboundMessage.attempts + 1}).where(
+        InboundMessage.id == message_pk)
+    raw = bytes(row["raw"])
+    try:
+        result = await _process(raw, json_value(row["recipients"], []), now=now, dnsfunc=dnsfunc)
+    except (InvalidMessage, InvalidCalendar) as exc:
+        result = {"ignored": f"unreadable: {exc}"}
+    log.info("message %s (%s): %s", message_pk, row["message_id"], result)
+    await InboundMessage.update({
+        InboundMessage.status: "processed", InboundMessage.processed_at: now, InboundMessage.result: result,
+    }).where(InboundMessage.id == message_pk)
+    return result
+
+
+async def _process(raw: bytes, recipients: list[str], *, now: datetime, dnsfunc: DnsFunc | None) -> dict[str, Any]:
+    itip = extract_itip(raw)
+    if itip is None:
+        return {"ignored": "no iMIP calendar part"}
+    if itip.method not in HANDLED_METHODS:
+        return {"ignored": f"method {itip.method or 'missing'}"}
+    invites = [i for i in parse_calendar(itip.data) if i.method in HANDLED_METHODS or not i.method]
+    envelope = _envelope(raw, dnsfunc)
+    outcomes: list[dict[str, Any]] = []
+    for recipient in recipients:
+        pal = await find_pal_by_address(recipient)
+        if pal is None:
+            outcomes.append({"recipient": recipient, "ignored": "no such PAL"})
+            continue
+        for invite in invites:
+            outcome = await handle_invite(pal, invite, itip.method, envelope, now=now)
+            outcomes.append({"recipient": recipient, "uid": invite.uid, **outcome})
+    return {"method": itip.method, "outcomes": outcomes}
+
+
+def _stored(row: dict[str, Any] | None) -> StoredEvent | None:
+    return stored_event(row) if row else None
+
+
+async def _lock(pal_pk: int, uid: str) -> None:
+    # Serialises concurrent messages for the same event (e.g. a REQUEST and its CANCEL).
+    await CalendarEvent.raw("SELECT pg_advisory_xact_lock({}, hashtext({}))", pal_pk, uid)
+
+
+async def handle_invite(pal: dict[str, Any], invite: ParsedInvite, method: str, envelope: Envelope,
+                        *, now: datetime) -> dict[str, Any]:
+    """Apply one calendar object to one PAL: state, decision, reply and join plan."""
+    settings = get_settings()
+    method = invite.method or method
+    organizer = invite.organizer
+    if not organizer:
+        return {"ignored": "no ORGANIZER"}
+    authenticated = is_authenticated(organizer, envelope.vouched_domains, settings.calendar_services)
+    if settings.sender_auth == "strict" and not authenticated:
+        log.warning("pal %s: dropped unauthenticated %s from %s", pal["pal_id"], method, organizer)
+        return {"dropped": "unauthenticated"}
+    pal_address = email_address(pal["username"], pal["email_domain"])
+    async with engine().transaction():
+        await _lock(pal["id"], invite.uid)
+        row = await CalendarEvent.select().where(
+            (CalendarEvent.pal == pal["id"]) & (CalendarEvent.uid == invite.uid)).first()
+        result = apply_message(_stored(row), method=method, calendar=invite.calendar, uid=invite.uid,
+                               organizer=organizer, pal_address=pal_address)
+        if result.outcome in (Outcome.STALE, Outcome.IGNORED):
+            return {"outcome": result.outcome.value, "reason": result.reason}
+        if result.outcome == Outcome.SPOOF:
+            await record_event(pal["id"], "invite_rejected", {
+                "uid": invite.uid, "organizer": organizer, "reason": "organizer changed: possible spoof"},
+                pal_id=pal["pal_id"])
+            return {"outcome": "spoof"}
+        decision = None
+        if row is not None and (method == "CANCEL" or not invite.has_master):
+            decision = standing_decision(row["decision"], row["reason"], authenticated)
+        if decision is None:
+            allowed = is_allowed(organizer, json_value(pal["allowlist"], []))
+            decision = decide(link=invite.link, allowed=allowed, authenticated=authenticated)
+        event_pk, previous = await _save(pal, invite, result, decision, envelope, authenticated, row, now)
+    await _announce(pal, invite, method, result, decision, previous, event_pk)
+    if method == "REQUEST" and result.outcome in (Outcome.CREATED, Outcome.UPDATED):
+        await _queue_replies(pal, pal_address, invite, decision, envelope, now)
+    plan = await replan_event(event_pk, now)
+    return {"outcome": result.outcome.value, "decision": decision.decision, "authenticated": authenticated, **plan}
+
+
+async def _save(pal, invite: ParsedInvite, result: ApplyResult, decision: Decision, envelope: Envelope,
+                authenticated: bool, row: dict[str, Any] | None, now: datetime) -> tuple[int, str | None]:
+    state = result.event
+    assert state is not None
+    cancelled_whole = result.outcome in (Outcome.CANCELLED, Outcome.REMOVED) or state.cancelled
+    final = "cancelled" if cancelled_whole else decision.decision
+    reason = result.reason if cancelled_whole else decision.reason
+    values = {
+        CalendarEvent.organizer: state.organizer,
+        CalendarEvent.sequence: state.sequence,
+        CalendarEvent.dtstamp: state.dtstamp,
+        CalendarEvent.ics: state.ics,
+        CalendarEvent.cancelled: state.cancelled,
+        CalendarEvent.cancelled_instances: sorted(state.cancelled_instances),
+        CalendarEvent.decision: final,
+        CalendarEvent.reason: reason,
+        CalendarEvent.authenticated: authenticated,
+        CalendarEvent.from_addr: envelope.headers.from_addr or "",
+        CalendarEvent.sender_addr: envelope.headers.sender_addr or "",
+        CalendarEvent.timezone_problems: invite.timezone_problems,
+        CalendarEvent.updated_at: now,
+    }
+    if invite.method != "CANCEL" and invite.has_master:
+        values.update({
+            CalendarEvent.summary: invite.summary,
+            CalendarEvent.description: invite.description[:10000],
+            CalendarEvent.meeting_url: invite.link.url if invite.link else None,
+            CalendarEvent.platform: invite.link.platform if invite.link else None,
+        })
+    if row is None:
+        fields = {
+            "summary": invite.summary, "description": invite.description[:10000],
+            "meeting_url": invite.link.url if invite.link else None,
+            "platform": invite.link.platform if invite.link else None,
+            **{col._meta.name: value for col, value in values.items()},
+        }
+        created = await CalendarEvent.insert(
+            CalendarEvent(pal=pal["id"], uid=invite.uid, created_at=now, **fields)
+        ).returning(CalendarEvent.id)
+        return created[0]["id"], None
+    await CalendarEvent.update(values).where(CalendarEvent.id == row["id"])
+    return row["id"], row["decision"]
+
+
+async def _announce(pal, invite: ParsedInvite, method: str, result: ApplyResult, decision: Decision,
+                    previous: str | None, event_pk: int) -> None:
+    base = {"event_id": event_pk, "uid": invite.uid, "summary": invite.summary, "organizer": invite.organizer,
+            "method": method, "outcome": result.outcome.value}
+    await record_event(pal["id"], "invite_received", base, pal_id=pal["pal_id"])
+    if result.outcome in (Outcome.CREATED, Outcome.UPDATED) and decision.decision != previous:
+        await record_event(pal["id"], f"invite_{decision.decision}",
+                           {**base, "reason": decision.reason, "meeting_url": invite.link.url if invite.link else None,
+                            "platform": invite.link.platform if invite.link else None}, pal_id=pal["pal_id"])
+
+
+async def _queue_replies(pal, pal_address: str, invite: ParsedInvite, decision: Decision,
+                         envelope: Envelope, now: datetime) -> None:
+    """One REPLY per answer that changed: keyed by UID, instance, SEQUENCE and PARTSTAT."""
+    if not decision.send_reply or invite.schedule_agent == "CLIENT" or not is_attendee(invite, pal_address):
+        return
+    if (invite.status or "").upper() == "CANCELLED":
+        return
+    rids = [None] if invite.has_master else [c.get("RECURRENCE-ID").dt for c in invite.components
+                                             if c.get("RECURRENCE-ID") is not None]
+    to = invite.organizer_uri or invite.organizer
+    for rid in rids:
+        key = f"reply:{pal['pal_id']}:{invite.uid}:{rid or '-'}:{invite.sequence}:{decision.partstat}"
+        message = build_reply(invite=invite, pal_address=pal_address, pal_name=pal["pal_name"],
+                              partstat=decision.partstat, now=now, recurrence_id=rid,
+                              comment=decision.comment, in_reply_to=envelope.headers.message_id)
+        await enqueue_email(pal_pk=pal["id"], dedupe_key=key, mail_from=pal_address, rcpt_to=to,
+                            message=message, now=now)

@@ -1,0 +1,51 @@
+"""What a PAL's owner sees of its invitations: one entry per event, with its occurrences."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.config import get_settings
+from app.domain.occurrences import expand_occurrences
+from app.domain.timefmt import iso_z
+from app.services.joins import stored_event
+from app.services.rows import json_value
+from app.tables import CalendarEvent
+
+MAX_OCCURRENCES_SHOWN = 50
+
+
+def meeting_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    occurrences = []
+    if not row["cancelled"] and row["ics"]:
+        window_end = now + get_settings().planning_horizon
+        for occ in expand_occurrences(stored_event(row), now - timedelta(days=1), window_end)[:MAX_OCCURRENCES_SHOWN]:
+            occurrences.append({
+                "recurrence_id": occ.recurrence_id, "start_at": iso_z(occ.start), "end_at": iso_z(occ.end),
+                "meeting_url": occ.link.url if occ.link else None,
+                "platform": occ.link.platform if occ.link else None,
+            })
+    return {
+        "event_id": row["id"],
+        "uid": row["uid"],
+        "summary": row["summary"],
+        "organizer": row["organizer"],
+        "meeting_url": row["meeting_url"],
+        "platform": row["platform"],
+        "decision": row["decision"],
+        "reason": row["reason"],
+        "authenticated": row["authenticated"],
+        "sequence": row["sequence"],
+        "cancelled": row["cancelled"],
+        "cancelled_instances": json_value(row["cancelled_instances"], []),
+        "timezone_problems": json_value(row["timezone_problems"], []),
+        "occurrences": occurrences,
+        "created_at": iso_z(row["created_at"]),
+        "updated_at": iso_z(row["updated_at"]),
+    }
+
+
+async def meetings_for_pal(pal_pk: int, now: datetime, *, limit: int = 200) -> list[dict[str, Any]]:
+    rows = await CalendarEvent.select().where(CalendarEvent.pal == pal_pk).order_by(
+        CalendarEvent.updated_at, ascending=False).limit(limit)
+    return [meeting_view(r, now) for r in rows]

@@ -1,0 +1,149 @@
+"""PAL management: the one place both APIs create, read, patch and delete PALs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+
+from app.config import get_settings
+from app.domain.errors import NotFound, ValidationFailed
+from app.domain.ids import new_public_id
+from app.domain.pal_document import EDITABLE_FIELDS, ValidPal, apply_patch, validate_document
+from app.domain.timefmt import iso_z
+from app.domain.usernames import TAKEN_DETAIL, TAKEN_MESSAGE, email_address, username_problem
+from app.services.faces import get_visible_face
+from app.services.rows import json_value
+from app.tables import Pal
+
+
+def conferencing_email(row: dict[str, Any]) -> str | None:
+    if not row.get("username"):
+        return None
+    return email_address(row["username"], row["email_domain"])
+
+
+def pal_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The PAL as both APIs show it."""
+    return {
+        "pal_id": row["pal_id"],
+        "pal_name": row["pal_name"],
+        "system_prompt": row["system_prompt"],
+        "pipeline_mode": row["pipeline_mode"],
+        "default_face_id": row["default_face_id"],
+        "layers": json_value(row["layers"], {}),
+        "conferencing_email": conferencing_email(row),
+        "created_at": iso_z(row["created_at"]),
+        "updated_at": iso_z(row["updated_at"]),
+    }
+
+
+def _document(row: dict[str, Any]) -> dict[str, Any]:
+    doc = {name: row[name] for name in EDITABLE_FIELDS}
+    doc["layers"] = json_value(doc["layers"], {})
+    return doc
+
+
+def _columns(valid: ValidPal) -> dict[Any, Any]:
+    return {
+        Pal.pal_name: valid.pal_name,
+        Pal.system_prompt: valid.system_prompt,
+        Pal.pipeline_mode: valid.pipeline_mode,
+        Pal.default_face_id: valid.default_face_id,
+        Pal.layers: valid.layers,
+        Pal.username: valid.username,
+        Pal.email_domain: get_settings().email_domain if valid.username else None,
+        Pal.allowlist: valid.allowlist,
+    }
+
+
+def _is_username_clash(exc: asyncpg.UniqueViolationError) -> bool:
+    return "username" in (exc.constraint_name or "")
+
+
+async def _check_face(account_id: int, valid: ValidPal) -> None:
+    if valid.default_face_id is not None:
+        await get_visible_face(account_id, valid.default_face_id)
+
+
+async def create_pal(account_id: int, document: object) -> dict[str, Any]:
+    valid = validate_document(document)
+    await _check_face(account_id, valid)
+    now = datetime.now(timezone.utc)
+    values = {col._meta.name: value for col, value in _columns(valid).items()}
+    try:
+        rows = await Pal.insert(
+            Pal(pal_id=new_public_id("p"), account=account_id, created_at=now, updated_at=now, **values)
+        ).returning(*Pal.all_columns())
+    except asyncpg.UniqueViolationError as exc:
+        if _is_username_clash(exc):
+            raise ValidationFailed(TAKEN_DETAIL, field="layers.conferencing.username") from None
+        raise
+    return pal_view(rows[0])
+
+
+async def _owned_row(account_id: int, pal_id: str) -> dict[str, Any]:
+    row = await Pal.select().where((Pal.pal_id == pal_id) & (Pal.account == account_id)).first()
+    if row is None:
+        # Same answer whether the PAL is someone else's or does not exist.
+        raise NotFound(f"PAL {pal_id!r} not found.", field="pal_id")
+    return row
+
+
+async def owned_pal_pk(account_id: int, pal_id: str) -> int:
+    """The internal key of a PAL the account owns (404 otherwise)."""
+    return (await _owned_row(account_id, pal_id))["id"]
+
+
+async def get_pal(account_id: int, pal_id: str) -> dict[str, Any]:
+    return pal_view(await _owned_row(account_id, pal_id))
+
+
+async def list_pals(account_id: int) -> list[dict[str, Any]]:
+    rows = await Pal.select().where(Pal.account == account_id).order_by(Pal.id)
+    return [pal_view(r) for r in rows]
+
+
+async def patch_pal(account_id: int, pal_id: str, operations: object) -> dict[str, Any]:
+    """Apply a JSON Patch; the result is validated whole, and a failure changes nothing."""
+    row = await _owned_row(account_id, pal_id)
+    valid = validate_document(apply_patch(_document(row), operations))
+    await _check_face(account_id, valid)
+    values = _columns(valid)
+    values[Pal.updated_at] = datetime.now(timezone.utc)
+    try:
+        rows = await Pal.update(values).where(Pal.id == row["id"]).returning(*Pal.all_columns())
+    except asyncpg.UniqueViolationError as exc:
+        if _is_username_clash(exc):
+            raise ValidationFailed(TAKEN_DETAIL, field="layers.conferencing.username") from None
+        raise
+    if not rows:
+        raise NotFound(f"PAL {pal_id!r} not found.", field="pal_id")
+    return pal_view(rows[0])
+
+
+async def delete_pal(account_id: int, pal_id: str) -> None:
+    row = await _owned_row(account_id, pal_id)
+    await Pal.delete().where(Pal.id == row["id"])
+
+
+async def check_username(username: str) -> dict[str, Any]:
+    """The spec's availability answer: {"available": bool, "reason"?: str}."""
+    problem = username_problem(username)
+    if problem:
+        return {"available": False, "reason": problem}
+    taken = await Pal.exists().where(
+        (Pal.email_domain == get_settings().email_domain) & (Pal.username == username.lower())
+    )
+    if taken:
+        return {"available": False, "reason": TAKEN_MESSAGE}
+    return {"available": True}
+
+
+async def find_pal_by_address(address: str) -> dict[str, Any] | None:
+    """The PAL whose conferencing email is `address` (case-insensitive), if any."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    if not local:
+        return None
+    return await Pal.select().where((Pal.username == local) & (Pal.email_domain == domain)).first()

@@ -1,0 +1,69 @@
+"""Inbound SMTP (aiosmtpd): accepts mail for existing PALs and stores it before saying 250."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from app import db
+from app.clock import utcnow
+from app.config import get_settings
+from app.services.inbound import store_message
+from app.services.pals import find_pal_by_address
+
+log = logging.getLogger(__name__)
+
+
+class InboundHandler:
+    """aiosmtpd handler: 550 for unknown recipients at RCPT, durable storage at DATA."""
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        try:
+            pal = await find_pal_by_address(address)
+        except Exception:
+            log.exception("recipient lookup failed for %s", address)
+            return "451 4.3.0 Temporary failure, try again later"
+        if pal is None:
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        try:
+            message_pk = await store_message(
+                raw, envelope_from=envelope.mail_from or "", recipients=list(envelope.rcpt_tos),
+                source="smtp", now=utcnow(),
+            )
+        except Exception:
+            log.exception("could not store message from %s", envelope.mail_from)
+            return "451 4.3.0 Temporary failure, try again later"
+        return f"250 OK queued as {message_pk}"
+
+
+async def start_smtp_server(host: str | None = None, port: int | None = None) -> asyncio.base_events.Server:
+    """Listen in the running loop (so the handler shares the loop's database pool)."""
+    settings = get_settings()
+    handler = InboundHandler()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, data_size_limit=settings.max_message_bytes, enable_SMTPUTF8=True,
+                     decode_data=False, hostname=settings.email_domain, ident="PAL meetings ESMTP"),
+        host=host or settings.smtp_host, port=settings.smtp_port if port is None else port,
+    )
+    return server
+
+
+async def serve_forever() -> None:
+    settings = get_settings()
+    await db.open_pool()
+    server = await start_smtp_server()
+    log.info("SMTP listening on %s:%s for *@%s", settings.smtp_host, settings.smtp_port, settings.email_domain)
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        await db.close_pool()

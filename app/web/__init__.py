@@ -1,0 +1,1 @@
+"""Browser-facing pages served by the app itself (no build step)."""
