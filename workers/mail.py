@@ -1,0 +1,35 @@
+"""arq jobs for mail: ingest one stored message, re-enqueue forgotten ones, flush the outbox."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.clock import utcnow
+from app.queue import enqueue
+from app.services.inbound import requeue_unprocessed
+from app.services.invites import process_inbound
+from app.services.outbox import send_due
+
+log = logging.getLogger(__name__)
+
+
+async def ingest_message(ctx: dict[str, Any], message_pk: int) -> dict[str, Any]:
+    clock = ctx.get("clock", utcnow)
+    result = await process_inbound(message_pk, now=clock(), dnsfunc=ctx.get("dkim_dns"))
+    # Send this message's replies now rather than after another queue hop; whatever
+    # fails stays in the outbox for the cron to retry.
+    try:
+        await send_due(clock())
+    except Exception:
+        log.exception("outbox flush after message %s failed; the cron will retry", message_pk)
+        await enqueue("flush_outbox")
+    return result
+
+
+async def flush_outbox(ctx: dict[str, Any]) -> int:
+    return await send_due(ctx.get("clock", utcnow)())
+
+
+async def requeue_messages(ctx: dict[str, Any]) -> int:
+    return await requeue_unprocessed(ctx.get("clock", utcnow)())

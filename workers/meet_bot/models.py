@@ -1,0 +1,66 @@
+"""Plain data the bot takes and returns; no I/O here."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+# Final reasons, grouped by status (the caller stores them verbatim).
+LEFT_REASONS = frozenset({"meeting_ended", "removed", "everyone_left", "end_time_reached", "stopped"})
+FAILED_REASONS = frozenset({
+    "denied", "no_response", "blocked", "invalid_meeting", "waiting_room_timeout",
+    "browser_crash", "join_button_not_found", "sign_in_required", "meeting_unreachable",
+})
+
+
+@dataclass(frozen=True)
+class FaceMedia:
+    """What Chromium's fake camera and microphone play: a y4m video and a wav voice."""
+
+    video_path: Path
+    audio_path: Path
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """Knobs for one bot run; the caller fills them from env (CHROMIUM_PATH, BOT_BROWSER_ARGS)."""
+
+    chromium_path: str = "/usr/bin/chromium"
+    extra_args: tuple[str, ...] = ()
+    headless: bool = True
+    waiting_room_timeout: float = 600
+    alone_grace: float = 60
+    poll_interval: float = 0.5
+    prejoin_timeout: float = 60
+
+
+@dataclass(frozen=True)
+class BotResult:
+    """How the run ended: status "left" or "failed", reason one of LEFT_REASONS / FAILED_REASONS."""
+
+    status: str
+    reason: str
+
+    @classmethod
+    def left(cls, reason: str) -> "BotResult":
+        if reason not in LEFT_REASONS:
+            raise ValueError(f"not a 'left' reason: {reason!r}")
+        return cls("left", reason)
+
+    @classmethod
+    def failed(cls, reason: str) -> "BotResult":
+        if reason not in FAILED_REASONS:
+            raise ValueError(f"not a 'failed' reason: {reason!r}")
+        return cls("failed", reason)
+
+
+def parse_browser_args(value: str | None) -> tuple[str, ...]:
+    """Split BOT_BROWSER_ARGS like a shell would, so one flag may contain spaces when quoted."""
+    return tuple(shlex.split(value or ""))
+
+
+def utcnow() -> datetime:
+    """Aware UTC now; the default clock of run_meet_bot."""
+    return datetime.now(timezone.utc)

@@ -1,0 +1,72 @@
+"""arq WorkerSettings: the worker process's jobs, crons and start-up."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq import cron, func
+
+from app import db
+from app.config import get_settings
+from app.queue import redis_settings
+from app.redis_client import close_redis
+from workers.joins import run_join
+from workers.mail import flush_outbox, ingest_message, requeue_messages
+from workers.meet_bot.procs import _stat, descendants, kill_all, pids_with_arg
+from workers.meet_bot.slots import BotSlots
+from workers.scheduler import reconcile_joins
+
+log = logging.getLogger(__name__)
+EVERY_MINUTE = set(range(60))
+MAX_MEETING_SECONDS = 6 * 3600
+
+
+def orphaned_bot_pids() -> list[int]:
+    """Chromium trees of bots whose worker died: their browser was re-parented to init.
+
+    A live worker's bots still have that worker as parent, so several workers on one
+    host never kill each other's bots."""
+    roots = [pid for pid in pids_with_arg("pal-meet-bot-") if (_stat(pid) or ("", 0))[1] == 1]
+    return sorted({p for root in roots for p in descendants(root)})
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    # A previous worker that died hard may have left its Chromiums behind: no ghost bots.
+    ghosts = orphaned_bot_pids()
+    if ghosts:
+        log.warning("killing %d leftover bot browser processes", len(ghosts))
+        kill_all(ghosts)
+    await db.open_pool()
+    ctx["bot_slots"] = BotSlots(get_settings().max_bots)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await db.close_pool()
+    await close_redis()
+
+
+class WorkerSettings:
+    functions = [
+        func(ingest_message, max_tries=5),
+        func(flush_outbox, keep_result=0, max_tries=1),
+        # Retries only come from "all bot slots busy"; a join is claimed before it runs,
+        # so a retried job can never start a second bot.
+        func(run_join, timeout=MAX_MEETING_SECONDS, keep_result=0, max_tries=10_000),
+    ]
+    cron_jobs = [
+        cron(reconcile_joins, minute=EVERY_MINUTE, second=0, run_at_startup=True, keep_result=0, max_tries=1, unique=True),
+        cron(requeue_messages, minute=EVERY_MINUTE, second=30, keep_result=0, max_tries=1, unique=True),
+        cron(flush_outbox, name="cron:flush_outbox", minute=EVERY_MINUTE, second=15, keep_result=0, max_tries=1, unique=True),
+    ]
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings = redis_settings()
+    # Bots hold their arq slot for the whole meeting; keep room beyond them for crons and mail.
+    max_jobs = get_settings().max_bots + 16
+    health_check_interval = 30
+    # arq only sees a job when it polls; at its 0.5 s default every invite waited two polls
+    # (bench/invite_bench.py). An idle poll is one cheap Redis call.
+    poll_delay = 0.05
+    allow_abort_jobs = True
+    job_timeout = 300
