@@ -1,0 +1,268 @@
+"""Join scheduling against real PostgreSQL and Redis, with an injected clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from app.config import reset_settings
+from app.queue import join_job_id
+from app.services import pals as pal_service
+from app.services.accounts import create_account
+from app.services.inbound import store_message
+from app.services.invites import process_inbound
+from app.services.joins import reconcile
+from app.tables import Join
+from tests.invite_factory import calendar, invite_email, vevent
+
+PAL = "acme-anna@tavusinvite.com"
+ORG = "alex@acme.com"
+MEET = "https://meet.google.com/abc-defg-hij"
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+QUEUE = "arq:queue"
+
+
+@pytest.fixture
+async def pal(clean_db, redis_queue, monkeypatch):
+    monkeypatch.setenv("PLANNING_HORIZON_DAYS", "30")
+    reset_settings()
+    account, _ = await create_account("acme")
+    yield await pal_service.create_pal(account.id, {
+        "pal_name": "Anna", "default_face_id": "r90bbd427f71",
+        "layers": {"conferencing": {"username": "acme-anna", "allowlist": [".*@acme\\.com"]}},
+    })
+    monkeypatch.delenv("PLANNING_HORIZON_DAYS")
+    reset_settings()
+
+
+async def deliver(method: str, *events: str, now: datetime = NOW) -> dict:
+    message = invite_email(calendar(method, *events), organizer=ORG, to=PAL, method=method)
+    pk = await store_message(message.as_bytes(), envelope_from=ORG, recipients=[PAL], source="smtp", now=now)
+    return await process_inbound(pk, now=now)
+
+
+def event(uid="evt-1@google.com", start=NOW + timedelta(hours=2), duration=timedelta(minutes=30), **kw) -> str:
+    kw.setdefault("dtstamp", NOW)
+    return vevent(uid=uid, start=start, end=start + duration, organizer=ORG, attendees=[PAL], **kw)
+
+
+async def live_joins() -> list[dict]:
+    return await Join.select().where(Join.status != "cancelled").order_by(Join.start_at)
+
+
+async def queued_at(redis_queue, row) -> datetime | None:
+    score = await redis_queue.zscore(QUEUE, join_job_id(row["id"], row["plan_version"]))
+    return None if score is None else datetime.fromtimestamp(score / 1000, timezone.utc)
+
+
+async def join_jobs(redis_queue) -> list[str]:
+    members = await redis_queue.zrange(QUEUE, 0, -1)
+    return sorted(m.decode() for m in members if m.startswith(b"join:"))
+
+
+async def test_future_meeting_joins_one_minute_before(pal, redis_queue):
+    await deliver("REQUEST", event(start=NOW + timedelta(minutes=10)))
+    [join] = await live_joins()
+    assert join["join_at"] == NOW + timedelta(minutes=9)
+    assert join["status"] == "scheduled"
+    assert await queued_at(redis_queue, join) == NOW + timedelta(minutes=9)
+
+
+async def test_far_future_meeting_is_queued_by_the_reconciler_when_due(pal, redis_queue):
+    await deliver("REQUEST", event(start=NOW + timedelta(days=3)))
+    [join] = await live_joins()
+    assert await queued_at(redis_queue, join) is None  # Redis carries only what is due soon
+    await reconcile(NOW + timedelta(days=3) - timedelta(minutes=10))
+    assert await queued_at(redis_queue, join) == join["join_at"]
+
+
+async def test_meeting_in_progress_is_joined_at_once(pal, redis_queue):
+    await deliver("REQUEST", event(start=NOW - timedelta(minutes=20), duration=timedelta(hours=1)))
+    [join] = await live_joins()
+    assert join["join_at"] == NOW
+    assert await queued_at(redis_queue, join) == NOW
+
+
+async def test_ended_meeting_is_never_joined(pal, redis_queue):
+    await deliver("REQUEST", event(start=NOW - timedelta(hours=2), duration=timedelta(hours=1)))
+    assert await live_joins() == []
+
+
+async def test_weekly_series_with_one_moved_and_one_cancelled(pal, redis_queue):
+    first = NOW + timedelta(days=1)
+    series = event(start=first, rrule="FREQ=WEEKLY;COUNT=4")
+    await deliver("REQUEST", series)
+    assert [j["start_at"] for j in await live_joins()] == [first + timedelta(weeks=w) for w in range(4)]
+    moved = event(start=first + timedelta(weeks=1, hours=3), recurrence_id=first + timedelta(weeks=1), sequence=1,
+                  dtstamp=NOW + timedelta(minutes=1))
+    result = await deliver("REQUEST", series, moved, now=NOW + timedelta(minutes=1))
+    assert result["outcomes"][0]["outcome"] == "updated", result
+    cancel = event(start=first + timedelta(weeks=2), recurrence_id=first + timedelta(weeks=2), sequence=1,
+                   status="CANCELLED", dtstamp=NOW + timedelta(minutes=2))
+    await deliver("CANCEL", cancel, now=NOW + timedelta(minutes=2))
+    starts = [j["start_at"] for j in await live_joins()]
+    assert starts == [first, first + timedelta(weeks=1, hours=3), first + timedelta(weeks=3)]
+    cancelled = await Join.select().where(Join.status == "cancelled")
+    assert [j["start_at"] for j in cancelled] == [first + timedelta(weeks=2)]
+
+
+async def test_cancelling_the_series_cancels_every_remaining_occurrence(pal, redis_queue):
+    first = NOW + timedelta(days=1)
+    await deliver("REQUEST", event(start=first, rrule="FREQ=DAILY;COUNT=5"))
+    assert len(await live_joins()) == 5
+    await deliver("CANCEL", event(start=first, rrule="FREQ=DAILY;COUNT=5", sequence=1, status="CANCELLED",
+                                  dtstamp=NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
+    assert await live_joins() == []
+    assert await Join.count().where(Join.status == "cancelled") == 5
+
+
+async def test_reschedule_after_the_job_was_queued(pal, redis_queue):
+    from workers.joins import run_join
+    from workers.meet_bot.slots import BotSlots
+
+    await deliver("REQUEST", event(start=NOW + timedelta(minutes=5)))
+    [old] = await live_joins()
+    assert await queued_at(redis_queue, old) == NOW + timedelta(minutes=4)
+    new_start = NOW + timedelta(minutes=12)
+    await deliver("REQUEST", event(start=new_start, sequence=1, dtstamp=NOW + timedelta(minutes=1)),
+                  now=NOW + timedelta(minutes=1))
+    [moved] = await live_joins()
+    assert moved["id"] == old["id"] and moved["plan_version"] == old["plan_version"] + 1
+    assert moved["join_at"] == new_start - timedelta(minutes=1)
+    assert await queued_at(redis_queue, moved) == new_start - timedelta(minutes=1)
+    # The job already in the queue fires at the old time and finds itself stale.
+    ctx = {"clock": lambda: NOW + timedelta(minutes=4), "bot_slots": BotSlots(1)}
+    assert await run_join(ctx, old["id"], old["plan_version"]) == "stale"
+    assert (await Join.select().where(Join.id == old["id"]).first())["status"] == "scheduled"
+
+
+async def test_meeting_moved_from_the_past_into_the_future(pal, redis_queue):
+    await deliver("REQUEST", event(start=NOW - timedelta(hours=3)))
+    assert await live_joins() == []
+    await deliver("REQUEST", event(start=NOW + timedelta(hours=1), sequence=1, dtstamp=NOW + timedelta(minutes=1)),
+                  now=NOW + timedelta(minutes=1))
+    [join] = await live_joins()
+    assert join["start_at"] == NOW + timedelta(hours=1)
+
+
+async def test_link_change_moves_the_join_to_the_new_url(pal, redis_queue):
+    await deliver("REQUEST", event())
+    [before] = await live_joins()
+    await deliver("REQUEST", event(link="https://meet.google.com/xyz-abcd-efg", sequence=1,
+                                   dtstamp=NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
+    [after] = await live_joins()
+    assert after["meeting_url"] == "https://meet.google.com/xyz-abcd-efg"
+    assert after["plan_version"] == before["plan_version"] + 1
+
+
+async def test_title_only_change_leaves_the_join_alone(pal, redis_queue):
+    await deliver("REQUEST", event(start=NOW + timedelta(minutes=10)))
+    [before] = await live_joins()
+    await deliver("REQUEST", event(start=NOW + timedelta(minutes=10), summary="New title",
+                                   description="Agenda changed " + MEET, dtstamp=NOW + timedelta(minutes=1)),
+                  now=NOW + timedelta(minutes=1))
+    [after] = await live_joins()
+    assert (after["id"], after["plan_version"], after["join_at"]) == (before["id"], before["plan_version"], before["join_at"])
+    assert await join_jobs(redis_queue) == [join_job_id(before["id"], before["plan_version"])]
+
+
+async def test_pal_removed_from_the_guests(pal, redis_queue):
+    await deliver("REQUEST", event())
+    # Google sends the removed guest a CANCEL addressed to it alone.
+    await deliver("CANCEL", event(sequence=1, status="CANCELLED", dtstamp=NOW + timedelta(minutes=1)),
+                  now=NOW + timedelta(minutes=1))
+    assert await live_joins() == []
+
+
+async def test_stale_and_replayed_messages_change_nothing(pal, redis_queue):
+    await deliver("REQUEST", event(sequence=2, dtstamp=NOW))
+    [before] = await live_joins()
+    replay = await deliver("REQUEST", event(sequence=2, dtstamp=NOW))
+    older = await deliver("REQUEST", event(start=NOW + timedelta(hours=5), sequence=1, dtstamp=NOW + timedelta(minutes=5)))
+    assert replay["outcomes"][0]["outcome"] == "stale"
+    assert older["outcomes"][0]["outcome"] == "stale"
+    [after] = await live_joins()
+    assert after == before
+
+
+async def test_redis_flushed_then_reconciler_restores_the_queue_once(pal, redis_queue):
+    await deliver("REQUEST", event(start=NOW + timedelta(minutes=8)))
+    await deliver("REQUEST", event(uid="evt-2@google.com", start=NOW + timedelta(minutes=9),
+                                   link="https://meet.google.com/qqq-wwww-eee"))
+    await redis_queue.flushdb()
+    result = await reconcile(NOW)
+    assert result["jobs_enqueued"] == 2
+    joins = await live_joins()
+    assert [await queued_at(redis_queue, j) for j in joins] == [j["join_at"] for j in joins]
+    again = await reconcile(NOW)
+    assert again["jobs_enqueued"] == 0 and len(await join_jobs(redis_queue)) == 2
+
+
+async def test_two_events_for_the_same_meet_at_the_same_time_give_one_join(pal, redis_queue):
+    await deliver("REQUEST", event(uid="a@google.com"))
+    await deliver("REQUEST", event(uid="b@google.com", start=NOW + timedelta(hours=2, minutes=10)))
+    assert len(await live_joins()) == 1
+
+
+DST_EVENT = """BEGIN:VEVENT
+DTSTART;TZID={tz}:{start}
+DTEND;TZID={tz}:{end}
+RRULE:FREQ=WEEKLY;COUNT=3
+DTSTAMP:20261001T000000Z
+ORGANIZER:mailto:alex@acme.com
+UID:dst-{tag}@google.com
+ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:acme-anna@tavusinvite.com
+X-GOOGLE-CONFERENCE:https://meet.google.com/dst-{tag}{tag}-abc
+SEQUENCE:0
+SUMMARY:DST week
+END:VEVENT"""
+
+
+@pytest.mark.parametrize(
+    "tz, start, expected_utc_hours",
+    [
+        # US DST ends 1 Nov 2026: 09:00 EDT = 13:00Z, then 09:00 EST = 14:00Z.
+        ("America/New_York", "20261026T090000", [13, 14, 14]),
+        # EU DST ends 25 Oct 2026: 09:00 CEST = 07:00Z, then 09:00 CET = 08:00Z.
+        ("Europe/Berlin", "20261019T090000", [7, 8, 8]),
+    ],
+)
+async def test_dst_week_keeps_local_time(pal, redis_queue, tz, start, expected_utc_hours):
+    now = datetime(2026, 10, 15, tzinfo=timezone.utc)
+    tag = "ny" if "York" in tz else "be"
+    end = start[:9] + "100000"
+    await deliver("REQUEST", DST_EVENT.format(tz=tz, start=start, end=end, tag=tag).replace("\n", "\r\n"), now=now)
+    joins = await live_joins()
+    assert [j["start_at"].hour for j in joins] == expected_utc_hours
+    assert [j["start_at"].weekday() for j in joins] == [0, 0, 0]
+
+
+async def test_busy_worker_hands_the_join_back_without_claiming_it(pal, redis_queue):
+    from arq import Retry
+
+    from workers.joins import run_join
+    from workers.meet_bot.slots import BotSlots
+
+    await deliver("REQUEST", event(start=NOW + timedelta(minutes=5)))
+    [join] = await live_joins()
+    slots = BotSlots(1)
+    await slots.acquire()  # the only bot slot is taken by another meeting
+    with pytest.raises(Retry):
+        await run_join({"clock": lambda: NOW + timedelta(minutes=4), "bot_slots": slots}, join["id"], join["plan_version"])
+    assert (await Join.select().where(Join.id == join["id"]).first())["status"] == "scheduled"
+
+
+async def test_instance_cancel_without_a_link_cancels_only_that_instance(pal, redis_queue):
+    first = NOW + timedelta(days=1)
+    await deliver("REQUEST", event(start=first, rrule="FREQ=DAILY;COUNT=3"))
+    # Thunderbird and Outlook send an instance CANCEL with no conference data at all.
+    cancel = event(start=first + timedelta(days=1), recurrence_id=first + timedelta(days=1), sequence=1,
+                   status="CANCELLED", link=None, dtstamp=NOW + timedelta(minutes=1))
+    await deliver("CANCEL", cancel, now=NOW + timedelta(minutes=1))
+    assert [j["start_at"] for j in await live_joins()] == [first, first + timedelta(days=2)]
+    # An override-only REQUEST without a link keeps the series accepted too.
+    moved = event(start=first + timedelta(days=2, hours=1), recurrence_id=first + timedelta(days=2), sequence=1,
+                  link=None, description="Join: " + MEET, dtstamp=NOW + timedelta(minutes=2))
+    await deliver("REQUEST", moved, now=NOW + timedelta(minutes=2))
+    assert [j["start_at"] for j in await live_joins()] == [first, first + timedelta(days=2, hours=1)]

@@ -1,0 +1,215 @@
+"""The look-alike Meet page: texts and aria-labels from shared notes meet-dom.md.
+
+One static page plays every scenario; it fetches its scenario from /__scenario/<code> and posts
+what happened to /__report/<code>. The script deliberately contains every end-screen phrase, so a
+bot that matched text inside <script> would misread the pre-join screen.
+"""
+
+PAGE_HTML = r"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Meet</title>
+<style>
+body { font-family: sans-serif; margin: 0; }
+.hidden { display: none !important; }
+[role=dialog] { position: fixed; inset: 20% 25%; background: #fff; border: 1px solid #888; padding: 1em; z-index: 10; }
+.tile { display: inline-block; width: 160px; height: 90px; border: 1px solid #444; margin: 4px; }
+#callcontrols { position: fixed; bottom: 0; left: 0; right: 0; }
+</style></head>
+<body>
+<div id="root"></div>
+<canvas id="probe" width="64" height="48" class="hidden"></canvas>
+<script>
+(async () => {
+  const code = location.pathname.replace(/^\//, '').split('/')[0];
+  const root = document.getElementById('root');
+  let sc = {};
+  try { sc = await (await fetch('/__scenario/' + code)).json(); } catch (e) {}
+  const state = { cam: !!sc.camera_on, mic: !!sc.mic_on, phase: 'prejoin', dialog: false, declined: false };
+  const report = (event, data) => fetch('/__report/' + code, {
+    method: 'POST', headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify(Object.assign({event}, data || {})),
+  }).catch(() => {});
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c]));
+  const html = (s) => { root.innerHTML = s; };
+  report('page_loaded', {url: location.href});
+
+  const endScreen = (title, detail, buttons) => {
+    state.phase = 'ended';
+    html('<div><h1>' + esc(title) + '</h1><p>' + esc(detail || '') + '</p>' +
+      (buttons || ['Return to home screen']).map((b) => '<button>' + esc(b) + '</button>').join('') + '</div>');
+  };
+  if (sc.scenario === 'invalid') {
+    return endScreen('Check your meeting code', 'Make sure you entered the correct meeting code in the URL, for example: https://meet.google.com/xxx-yyyy-zzz');
+  }
+  if (sc.scenario === 'sign_in') {
+    return html('<h1>Sign in</h1><p>to continue to Google Meet. Use your Google Account.</p><input type="email" aria-label="Email or phone"><button>Next</button>');
+  }
+
+  // ---------- pre-join ----------
+  const camLabel = () => state.cam ? 'Turn off camera' : 'Turn on camera';
+  const micLabel = () => state.mic ? 'Turn off microphone' : 'Turn on microphone';
+  const joinText = sc.scenario === 'join_now' ? 'Join now' : 'Ask to join';
+  const dialogHtml = {
+    media_choice: '<div role="dialog" aria-modal="true" id="inter"><h2>Do you want people to see and hear you in the meeting?</h2>' +
+      '<p>You can still turn off your microphone and camera anytime in the meeting.</p>' +
+      '<button id="inter-decline"><span>Continue without microphone and camera</span></button>' +
+      '<button id="inter-dismiss" aria-label="Dismiss"><span>close</span></button></div>',
+    got_it: '<div role="dialog" aria-modal="true" id="inter"><h2>Others may see your video differently</h2>' +
+      '<button id="inter-dismiss"><span>Got it</span></button></div>',
+  }[sc.interstitial] || '';
+  html('<div id="prejoin"><h2>Ready to join?</h2>' +
+    '<div id="preview-box" class="tile"></div>' +
+    '<button id="mic" aria-label="' + micLabel() + '"><i>mic</i></button>' +
+    '<button id="cam" aria-label="' + camLabel() + '"><i>videocam</i></button>' +
+    '<div>What\'s your name?</div><input type="text" aria-label="Your name" placeholder="Your name" id="name">' +
+    '<button id="join" disabled><span>' + joinText + '</span></button>' +
+    '<button><span>Other ways to join</span></button></div>' + dialogHtml);
+  const $ = (id) => document.getElementById(id);
+  const nameBox = $('name');
+  nameBox.addEventListener('input', () => { $('join').disabled = !nameBox.value.trim(); });
+  const toggle = (which) => {
+    if (state.declined) return;  // devices were declined in the interstitial
+    setTimeout(() => {  // Meet flips the label only after the device answers
+      state[which] = !state[which];
+      document.querySelectorAll('#' + which).forEach((b) =>
+        b.setAttribute('aria-label', which === 'cam' ? camLabel() : micLabel()));
+      report('toggle', {device: which, on: state[which]});
+    }, 150);
+  };
+  $('mic').onclick = () => toggle('mic');
+  $('cam').onclick = () => toggle('cam');
+  if ($('inter')) {
+    state.dialog = true;
+    $('inter-dismiss').onclick = () => { state.dialog = false; $('inter').remove(); report('interstitial', {clicked: 'dismiss'}); };
+    const decline = $('inter-decline');
+    if (decline) decline.onclick = () => {
+      state.dialog = false; state.declined = true; state.cam = false; state.mic = false;
+      $('inter').remove(); report('interstitial', {clicked: 'continue_without_media'});
+    };
+  }
+  $('join').onclick = () => {
+    if (state.dialog) { report('join_blocked_by_dialog'); return; }  // the modal is in front
+    if (!nameBox.value.trim()) return;
+    report('join_clicked', {name: nameBox.value, button: joinText, camera_on: state.cam, mic_on: state.mic});
+    if (sc.scenario === 'blocked') {
+      return endScreen("You can\u2019t join this video call", 'Return to home screen');
+    }
+    if (sc.scenario === 'join_now') return enterCall();
+    waitingRoom();
+  };
+
+  // ---------- waiting room ----------
+  const controls = (inCall) => '<div id="callcontrols"' + (inCall ? ' role="region" aria-label="Call controls"' : '') + '>' +
+    '<button id="mic" aria-label="' + micLabel() + '"><i>mic</i></button>' +
+    '<button id="cam" aria-label="' + camLabel() + '"><i>videocam</i></button>' +
+    (inCall ? '<button aria-label="Turn on captions"><i>closed_caption</i></button>' +
+      '<button aria-label="Raise hand (ctrl + alt + h)"><i>back_hand</i></button>' +
+      '<button aria-label="Chat with everyone"><i>chat</i></button>' +
+      '<button aria-label="People"><i>people</i><span data-avatar-count="' + (1 + others()) + '"></span></button>' : '') +
+    '<button id="leave" aria-label="Leave call"><i>call_end</i></button></div>';
+  let otherCount = sc.participants === undefined ? 2 : sc.participants;
+  const others = () => otherCount;
+  const wireControls = (phase) => {
+    $('mic').onclick = () => toggle('mic');
+    $('cam').onclick = () => toggle('cam');
+    $('leave').onclick = () => {
+      report('leave_clicked', {phase});
+      stopMedia();
+      endScreen('You left the meeting', '', ['Rejoin', 'Return to home screen']);
+    };
+  };
+  let timers = [];
+  const later = (s, f) => timers.push(setTimeout(() => { if (state.phase !== 'ended') f(); }, s * 1000));
+  function waitingRoom() {
+    state.phase = 'waiting';
+    html('<div id="waiting"><h2>Asking to be let in\u2026</h2><p>You\u2019ll join the call when someone lets you in</p>' +
+      '<button id="home">Return to home screen</button></div>' + controls(false));
+    wireControls('waiting');
+    report('waiting');
+    const after = sc.admit_after === undefined ? 1 : sc.admit_after;
+    if (sc.scenario === 'deny') later(after, () => endScreen('Someone in the call denied your request to join', '', ['Return to home screen']));
+    else if (sc.scenario === 'no_response') later(after, () => endScreen('No one responded to your request to join the call', '', ['Ask to join again', 'Return to home screen']));
+    else if (sc.scenario !== 'never_admit') later(after, enterCall);
+  }
+
+  // ---------- in call ----------
+  let stream = null;
+  const stopMedia = () => { if (stream) stream.getTracks().forEach((t) => t.stop()); stream = null; };
+  const tiles = () => {
+    let s = '<div class="tile" data-participant-id="spaces/' + code + '/devices/self" data-self-name="You">' + esc(nameBox.value) + ' (You)</div>';
+    for (let i = 0; i < otherCount; i++) s += '<div class="tile" data-participant-id="spaces/' + code + '/devices/' + i + '">Guest ' + (i + 1) + '</div>';
+    return s;
+  };
+  const renderCall = () => {
+    html('<div id="call"><div id="tiles">' + tiles() + '</div><video id="selfview" muted autoplay playsinline class="tile"></video></div>' +
+      controls(true) + (state.notice ? noticeHtml : ''));
+    wireControls('call');
+    if (state.notice) wireNotice();
+    if (stream) { $('selfview').srcObject = stream; $('selfview').play().catch(() => {}); }
+  };
+  const noticeHtml = '<div role="dialog" aria-modal="true" id="notice"><h2>This video call is being recorded</h2>' +
+    '<p>By staying in the call you consent to being recorded.</p>' +
+    '<button data-mdc-dialog-action="cancel"><span>Leave meeting</span></button>' +
+    '<button data-mdc-dialog-action="ok" id="notice-ok"><span>Join now</span></button></div>';
+  const wireNotice = () => {
+    $('notice-ok').onclick = () => { state.notice = false; $('notice').remove(); report('notice_accepted'); };
+  };
+  async function enterCall() {
+    state.phase = 'call';
+    state.notice = !!sc.recording_notice;
+    report('admitted', {camera_on: state.cam, mic_on: state.mic});
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({video: true, audio: true});
+    } catch (e) { report('media_error', {error: String(e)}); }
+    if (stream) {
+      stream.getVideoTracks().forEach((t) => { t.enabled = state.cam; });
+      stream.getAudioTracks().forEach((t) => { t.enabled = state.mic; });
+    }
+    renderCall();
+    if (stream) measure();
+    const endAfter = sc.end_after === undefined ? 3 : sc.end_after;
+    if (sc.scenario === 'ended') later(endAfter, () => { stopMedia(); endScreen('Your host ended the meeting for everyone'); });
+    if (sc.scenario === 'removed') later(endAfter, () => { stopMedia(); endScreen("You\u2019ve been removed from the meeting"); });
+    if (sc.scenario === 'everyone_left') later(endAfter, () => { otherCount = 0; renderCall(); report('everyone_left'); });
+  }
+
+  // Media check: do the frames change, and is there sound?
+  async function measure() {
+    const video = document.createElement('video');
+    video.muted = true; video.playsInline = true; video.srcObject = stream;
+    try { await video.play(); } catch (e) {}
+    const canvas = $('probe') || document.createElement('canvas');
+    const g = canvas.getContext('2d', {willReadFrequently: true});
+    const ctx = new AudioContext();
+    try { await ctx.resume(); } catch (e) {}
+    const an = ctx.createAnalyser(); an.fftSize = 2048;
+    if (stream.getAudioTracks().length) ctx.createMediaStreamSource(stream).connect(an);
+    const buf = new Float32Array(an.fftSize);
+    while (stream && state.phase === 'call') {
+      const hashes = new Set(); let rms = 0; let frames = 0;
+      for (let i = 0; i < 30 && stream; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        if (video.videoWidth) {
+          g.drawImage(video, 0, 0, 64, 48);
+          const px = g.getImageData(0, 0, 64, 48).data;
+          let h = 2166136261;
+          for (let k = 0; k < px.length; k += 4) { h ^= px[k] + (px[k + 1] << 8) + (px[k + 2] << 16); h = Math.imul(h, 16777619) >>> 0; }
+          hashes.add(h); frames++;
+        }
+        an.getFloatTimeDomainData(buf);
+        let s = 0; for (const v of buf) s += v * v;
+        rms = Math.max(rms, Math.sqrt(s / buf.length));
+      }
+      const vt = stream ? stream.getVideoTracks()[0] : null;
+      const at = stream ? stream.getAudioTracks()[0] : null;
+      report('media', {
+        video_track: vt ? vt.readyState : 'none', video_enabled: vt ? vt.enabled : false,
+        video_label: vt ? vt.label : '', audio_track: at ? at.readyState : 'none',
+        audio_enabled: at ? at.enabled : false, frames, distinct_frames: hashes.size, audio_rms: rms,
+        audio_state: ctx.state,
+      });
+    }
+  }
+})();
+</script>
+</body></html>
+"""
