@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,6 +45,21 @@ MAX_BACKLOG = 1000
 
 class LivePubSubBackend(RedisChannelsPubSubBackend):
     """Redis pub/sub that outlives a Redis restart: reconnects, resubscribes, asks for a resync."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # redis-py's PubSub opens its connection lazily and without a lock: two first
+        # subscriptions at once (one socket, two PALs) each opened one, and the reader
+        # then followed only the second, so the other channel's events stalled after one.
+        self._subscribe_lock = asyncio.Lock()
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        async with self._subscribe_lock:
+            await super().subscribe(channels)
+
+    async def unsubscribe(self, channels: Iterable[str]) -> None:
+        async with self._subscribe_lock:
+            await super().unsubscribe(channels)
 
     async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
         delay = 0.2
@@ -79,7 +94,9 @@ class LivePubSubBackend(RedisChannelsPubSubBackend):
 def channels_plugin() -> ChannelsPlugin:
     """The per-process fan-out: one Redis PubSub, one in-memory queue per subscription."""
     # Named, so an operator (or a test) can find this process's PubSub in CLIENT LIST.
-    client = aioredis.from_url(get_settings().redis_url, socket_connect_timeout=2, health_check_interval=30,
+    # No health_check_interval: its PING is read by whichever coroutine sends a command,
+    # racing the reader task on the one connection. TCP keepalive finds dead peers instead.
+    client = aioredis.from_url(get_settings().redis_url, socket_connect_timeout=2, socket_keepalive=True,
                                client_name=f"pal-live-{os.getpid()}")
     return ChannelsPlugin(
         backend=LivePubSubBackend(redis=client, stream_sleep_no_subscriptions=50),
