@@ -81,7 +81,8 @@ class LivePubSubBackend(RedisChannelsPubSubBackend):
         if connection is None:
             return False
         try:
-            await connection.connect()  # redis-py resubscribes every channel on connect
+            async with self._subscribe_lock:  # a subscribe now would also try to reconnect
+                await connection.connect()  # redis-py resubscribes every channel on connect
             return True
         except (RedisError, OSError):
             return False
