@@ -37,6 +37,7 @@ from typing import Any, Iterable
 import icalendar
 
 from app.domain.meeting_links import find_meeting_link
+from app.domain.timezones import parse_ics
 
 UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -224,7 +225,7 @@ def _timezones(cal: icalendar.Calendar) -> dict[str, icalendar.cal.Component]:
 
 def load_state(event: StoredEvent) -> _State:
     """Parse a StoredEvent's ICS into master/overrides/timezones."""
-    cal = icalendar.Calendar.from_ical(event.ics)
+    cal = parse_ics(event.ics)
     comps = [c for c in cal.walk("VEVENT") if str(c.get("UID", "")) == event.uid]
     state = _split(comps, None, [])
     state.timezones = _timezones(cal)

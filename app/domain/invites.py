@@ -18,7 +18,14 @@ from datetime import date, datetime, timedelta, tzinfo
 import icalendar
 
 from app.domain.meeting_links import MeetingLink, find_meeting_link
-from app.domain.timezones import UnresolvedTime, calendar_timezone, normalise_calendar, to_utc, value_of
+from app.domain.timezones import (
+    UnresolvedTime,
+    calendar_timezone,
+    normalise_calendar,
+    parse_ics,
+    to_utc,
+    value_of,
+)
 
 REQUEST = "REQUEST"
 CANCEL = "CANCEL"
@@ -178,7 +185,7 @@ def _load(data: bytes | str) -> icalendar.Calendar:
     if data[:15].upper() != "BEGIN:VCALENDAR":
         raise InvalidCalendar("not an iCalendar object")
     try:
-        cal = icalendar.Calendar.from_ical(data)
+        cal = parse_ics(data)
     except Exception as exc:  # noqa: BLE001 - icalendar raises many types on junk
         raise InvalidCalendar(f"unparseable calendar: {exc}") from exc
     if getattr(cal, "name", None) != "VCALENDAR":
