@@ -1,6 +1,7 @@
 """Command line: `python -m app <command>`.
 
   create-account NAME   create an account; the API key is the last line printed
+  rotate-key ACCOUNT_ID replace an account's API key; the new key is the last line printed
   migrate               create the database if needed and apply migrations
   serve                 the HTTP API (REST /v2, GraphQL /graphql)
   worker                the arq worker (mail ingestion, joins, outbox, reconciler)
@@ -39,6 +40,26 @@ async def _create_account(name: str) -> str:
         await db.close_pool()
     print(f"created account {account.id} ({name}); API key:")
     return key
+
+
+async def _rotate_key(account_id: int) -> int:
+    from app import db
+    from app.domain.errors import NotFound
+    from app.services.accounts import AUTH_CACHE_SECONDS, rotate_api_key
+
+    await db.migrate()
+    await db.open_pool(min_size=1, max_size=2)
+    try:
+        key = await rotate_api_key(account_id)
+    except NotFound as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    finally:
+        await db.close_pool()
+    log.info("rotated the API key of account %s", account_id)
+    print(f"account {account_id}: the old key stops working within {AUTH_CACHE_SECONDS:.0f} s; new API key:")
+    print(key)
+    return 0
 
 
 def _serve() -> None:
@@ -109,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-account")
     create.add_argument("name")
+    rotate = sub.add_parser("rotate-key")
+    rotate.add_argument("account_id", type=int)
     for name in ("migrate", "serve", "worker", "smtp", "mailsink", "run"):
         sub.add_parser(name)
     export = sub.add_parser("export-schema")
@@ -118,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "create-account":
         print(asyncio.run(_create_account(args.name)))
+    elif args.command == "rotate-key":
+        return asyncio.run(_rotate_key(args.account_id))
     elif args.command == "migrate":
         from app import db
 

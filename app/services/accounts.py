@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from app.domain.errors import Unauthenticated
+from app.domain.errors import NotFound, Unauthenticated
 from app.domain.ids import hash_api_key, new_api_key
 from app.tables import Account
 
@@ -24,6 +24,21 @@ async def create_account(name: str) -> tuple[AccountRef, str]:
         Account(name=name, api_key_hash=hash_api_key(key), created_at=datetime.now(timezone.utc))
     ).returning(Account.id)
     return AccountRef(id=rows[0]["id"], name=name), key
+
+
+async def rotate_api_key(account_id: int) -> str:
+    """Replace an account's API key (e.g. after a leak); returns the new key.
+
+    Each API process may accept the old key for up to AUTH_CACHE_SECONDS more, and a
+    websocket that authenticated with it stays open until it closes.
+    """
+    key = new_api_key()
+    rows = await Account.update({Account.api_key_hash: hash_api_key(key)}).where(
+        Account.id == account_id).returning(Account.id)
+    if not rows:
+        raise NotFound(f"No account with id {account_id}.", field="account_id")
+    _auth_cache.clear()  # this process at once; the others when their entries expire
+    return key
 
 
 # Every request authenticates; a short-lived cache of *valid* keys saves a query per
