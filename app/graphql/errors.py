@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.types import ExecutionContext
 
 from app.domain.errors import DomainError
 
@@ -42,3 +44,25 @@ class DomainErrors(MaskErrors):
                 masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
                 processed.append(masked)
         return processed
+
+
+class AppSchema(strawberry.Schema):
+    """Logs a client's mistake as one INFO line; only unexpected errors get a traceback.
+
+    Strawberry logs every error at ERROR with its traceback, so a mistyped PAL id
+    looked like a server fault in the operator's log.
+    """
+
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: ExecutionContext | None = None) -> None:
+        unexpected = []
+        for error in errors:
+            original = error.original_error
+            if isinstance(original, DomainError):
+                log.info("graphql %s: %s", original.code, original.message)
+            elif original is None:
+                log.info("graphql GRAPHQL_VALIDATION_FAILED: %s", error.message)
+            else:
+                unexpected.append(error)
+        if unexpected:
+            super().process_errors(unexpected, execution_context)

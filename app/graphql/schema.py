@@ -7,7 +7,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 
 from app.graphql import activity
 from app.graphql import pals as pal_api
-from app.graphql.errors import DomainErrors
+from app.graphql.errors import AppSchema, DomainErrors
 from app.graphql.subscriptions import Subscription
 
 
@@ -32,7 +32,7 @@ class Mutation:
     end_conversation: activity.Conversation = strawberry.mutation(resolver=activity.end_conversation)
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[
+schema = AppSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[
         DomainErrors,
         # graphql-core's validation was 55% of a pal(palId) request's CPU (bench/api_bench.py);
         # the caches are module-level LRUs shared by the per-request extension instances.

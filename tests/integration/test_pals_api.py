@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,26 @@ def test_schema_file_matches_code():
 
     committed = (Path(__file__).resolve().parents[2] / "schema.graphql").read_text()
     assert committed == schema.as_str() + "\n", "schema.graphql drifted: run `make schema`"
+
+
+async def test_graphql_logs_client_mistakes_as_one_line_and_faults_with_a_traceback(
+        client, api_key, caplog, monkeypatch):
+    caplog.set_level(logging.INFO)
+    missing = await graphql(client, api_key, GQL_PAL, id="pnope")
+    invalid = await graphql(client, api_key, "query { noSuchField }")
+    unauthenticated = await graphql(client, None, "query { pals { palId } }")
+    assert [r["errors"][0]["extensions"]["code"] for r in (missing, invalid, unauthenticated)] == [
+        "NOT_FOUND", "GRAPHQL_VALIDATION_FAILED", "UNAUTHENTICATED"]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("NOT_FOUND" in r.getMessage() and "pnope" in r.getMessage() for r in caplog.records)
+
+    async def broken(account_id: int) -> list:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pal_service, "list_pals", broken)
+    caplog.clear()
+    fault = await graphql(client, api_key, "query { pals { palId } }")
+    assert fault["errors"][0] == {**fault["errors"][0], "message": "Unexpected error.",
+                                  "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info and "disk on fire" in str(errors[0].exc_info[1])
