@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from datetime import datetime
 from typing import Any
@@ -13,6 +15,7 @@ from app.config import get_settings
 
 log = logging.getLogger(__name__)
 _pool: ArqRedis | None = None
+_pool_lock = asyncio.Lock()  # concurrent first enqueues would each open (and leak) a pool
 
 
 def redis_settings() -> RedisSettings:
@@ -21,8 +24,10 @@ def redis_settings() -> RedisSettings:
 
 async def arq_pool() -> ArqRedis:
     global _pool
-    if _pool is None:
-        _pool = await create_pool(redis_settings())
+    async with _pool_lock:
+        if _pool is None:
+            # No connect retries: enqueue is best effort, and callers queue behind this lock.
+            _pool = await create_pool(dataclasses.replace(redis_settings(), conn_retries=0))
     return _pool
 
 
