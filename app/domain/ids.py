@@ -18,3 +18,11 @@ def new_api_key() -> str:
 def hash_api_key(key: str) -> str:
     """Keys are long random strings, so a plain SHA-256 is enough (no password stretching)."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+MAX_SERIAL_ID = 2**31 - 1  # PostgreSQL SERIAL is int4
+
+
+def is_serial_id(value: int) -> bool:
+    """Whether `value` can be a row id at all; others are simply not found, never a DB error."""
+    return 1 <= value <= MAX_SERIAL_ID

@@ -38,6 +38,12 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
     return _error(exc.status_code, message)
 
 
+def binary_form_field_handler(_: Request, exc: UnicodeDecodeError) -> Response:
+    # Litestar decodes every multipart part sent without a filename as UTF-8 text.
+    return _error(400, "A form field is not UTF-8 text: send binary parts (video, audio) as files, "
+                       "with a filename.")
+
+
 def internal_error_handler(request: Request, exc: Exception) -> Response:
     # The client gets no traceback; the operator gets it in the log.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

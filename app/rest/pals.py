@@ -16,7 +16,7 @@ from app.domain.face_media import MAX_AUDIO_BYTES, MAX_VIDEO_BYTES
 from app.services import faces as face_service
 from app.services import pals as pal_service
 from app.services.accounts import AccountRef
-from app.rest.common import current_account
+from app.rest.common import binary_form_field_handler, current_account
 
 
 class PalController(Controller):
@@ -73,7 +73,8 @@ class FaceController(Controller):
         return {"data": items, "total_count": len(items)}
 
     @post("/", status_code=200, summary="Create a face, uploading its video and/or voice",
-          request_max_body_size=MAX_VIDEO_BYTES + MAX_AUDIO_BYTES + 65536)
+          request_max_body_size=MAX_VIDEO_BYTES + MAX_AUDIO_BYTES + 65536,
+          exception_handlers={UnicodeDecodeError: binary_form_field_handler})
     async def create(
         self, account: AccountRef, data: Annotated[FaceUpload, Body(media_type=RequestEncodingType.MULTI_PART)]
     ) -> dict[str, Any]:

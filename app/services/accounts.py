@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from app.domain.errors import NotFound, Unauthenticated
-from app.domain.ids import hash_api_key, new_api_key
+from app.domain.ids import hash_api_key, is_serial_id, new_api_key
 from app.tables import Account
 
 
@@ -32,11 +32,14 @@ async def rotate_api_key(account_id: int) -> str:
     Each API process may accept the old key for up to AUTH_CACHE_SECONDS more, and a
     websocket that authenticated with it stays open until it closes.
     """
+    missing = NotFound(f"No account with id {account_id}.", field="account_id")
+    if not is_serial_id(account_id):
+        raise missing
     key = new_api_key()
     rows = await Account.update({Account.api_key_hash: hash_api_key(key)}).where(
         Account.id == account_id).returning(Account.id)
     if not rows:
-        raise NotFound(f"No account with id {account_id}.", field="account_id")
+        raise missing
     _auth_cache.clear()  # this process at once; the others when their entries expire
     return key
 

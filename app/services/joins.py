@@ -16,6 +16,7 @@ import asyncpg
 from app.config import get_settings
 from app.domain.calendar_state import StoredEvent
 from app.domain.errors import NotFound
+from app.domain.ids import is_serial_id
 from app.domain.join_planning import ExistingJoin, PlannedJoin, diff_joins, overlaps, plan_joins
 from app.domain.occurrences import expand_occurrences
 from app.domain.timefmt import iso_z
@@ -190,6 +191,8 @@ async def replan_event(event_pk: int, now: datetime) -> dict[str, int]:
 
 async def get_join(account_id: int, join_pk: int) -> dict[str, Any]:
     """One join with its status history, if the account owns its PAL (404 otherwise)."""
+    if not is_serial_id(join_pk):
+        raise NotFound(f"Join {join_pk} not found.", field="join_id")
     row = await Join.select(*Join.all_columns(), Join.pal.pal_id.as_alias("pal_id")).where(
         (Join.id == join_pk) & (Join.pal.account == account_id)).first()
     if row is None:

@@ -50,7 +50,8 @@ async def test_cli_creates_and_rotates_keys(clean_db, client) -> None:
 
 
 async def test_rotating_an_unknown_account_is_a_clear_error(clean_db) -> None:
-    with pytest.raises(NotFound):
-        await rotate_api_key(999_999)
+    for missing in (999_999, 0, 2**40):  # 2**40 is no int4 id: not found, not a DB error
+        with pytest.raises(NotFound):
+            await rotate_api_key(missing)
     code, out, err = await cli("rotate-key", "999999")
     assert code == 1 and "No account with id 999999" in err and "pal_" not in out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from app.services.inbound import store_message
 from app.services.invites import process_inbound
 from tests.fixtures import graphql
@@ -52,3 +54,10 @@ async def test_meetings_and_joins_visible_on_both_apis(client, api_key, other_ap
     assert (await client.get(f"/v2/joins/{join_id}", headers={"x-api-key": other_api_key})).status_code == 404
     hidden = await graphql(client, other_api_key, "query($j: Int!) { join(id: $j) { status } }", j=join_id)
     assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("join_id", ["37095140262606016", "0", "-1"])
+async def test_join_ids_no_row_can_have_are_404(client, api_key, join_id):
+    response = await client.get(f"/v2/joins/{join_id}", headers={"x-api-key": api_key})
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == "NOT_FOUND"

@@ -129,3 +129,12 @@ async def test_graphql_create_and_delete_face(client, api_key):
     assert deleted["data"]["deleteFace"] is True
     stock = await graphql(client, api_key, 'mutation { deleteFace(faceId: "r90bbd427f71") }')
     assert stock["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_binary_media_sent_as_a_plain_form_field_is_a_clear_400(client, api_key):
+    # A part without a filename is a text field to the multipart parser, not a file.
+    response = await client.post("/v2/faces", headers={"x-api-key": api_key},
+                                 data={"name": "Dana"}, files={"video": (None, b"\x89PNG\r\n\x1a\n\xff\xfe")})
+    assert response.status_code == 400, response.text
+    assert "filename" in response.json()["error"]
+    assert (await client.get("/v2/faces", headers={"x-api-key": api_key})).status_code == 200
