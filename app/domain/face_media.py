@@ -18,6 +18,8 @@ def check_face_fields(name: object, voice: object) -> tuple[str, str]:
         raise ValidationFailed("name is required.", field="name")
     if len(name) > MAX_NAME:
         raise ValidationFailed(f"name must be at most {MAX_NAME} characters.", field="name")
+    if "\x00" in name:
+        raise ValidationFailed("name must not contain the NUL character (U+0000).", field="name")
     if voice is None or voice == "":
         voice = "en"
     if not isinstance(voice, str) or not VOICE_PATTERN.match(voice):

@@ -72,10 +72,16 @@ class MailHeaders:
     dkim_present: bool = False
 
 
+def storable(text: str) -> str:
+    """Text as PostgreSQL can store it: mail may carry NUL (U+0000), PostgreSQL text cannot."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _prepare(raw: bytes) -> bytes:
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise InvalidMessage("message must be bytes")
-    raw = bytes(raw)
+    # NUL bytes in headers or 8-bit parts would fail every insert of what we read from them.
+    raw = bytes(raw).replace(b"\x00", "\ufffd".encode())
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidMessage(f"message larger than {MAX_MESSAGE_BYTES} bytes")
     # Some stored messages start with blank lines, which would end the headers at once.
@@ -177,9 +183,9 @@ def _text(value: object) -> str:
     if value is None:
         return ""
     try:
-        return str(make_header(decode_header(str(value))))
+        return storable(str(make_header(decode_header(str(value)))))  # =?utf-8?b?AA==?= is a NUL too
     except Exception:  # noqa: BLE001 - bad encoded-words: keep the raw text
-        return str(value)
+        return storable(str(value))
 
 
 def _addr(value: object) -> tuple[str | None, str | None]:

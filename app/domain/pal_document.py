@@ -50,6 +50,8 @@ def _string(doc: dict[str, Any], name: str, *, required: bool, limit: int, defau
         raise ValidationFailed(f"{name} must not be empty.", field=name)
     if len(value) > limit:
         raise ValidationFailed(f"{name} must be at most {limit} characters.", field=name)
+    if "\x00" in value:
+        raise ValidationFailed(f"{name} must not contain the NUL character (U+0000).", field=name)
     return value
 
 

@@ -104,8 +104,10 @@ def parse_ics(data: str | bytes) -> icalendar.Calendar:
     icalendar caches every custom VTIMEZONE process-wide, first definition wins and
     nothing is evicted: a stored event re-read after a stranger's message reused its
     TZID got the stranger's offsets, and unique TZIDs grew the process by ~2 KB each.
-    Resetting the provider (about 2 µs) empties that cache.
+    Resetting the provider (about 2 µs) empties that cache. NUL characters become U+FFFD,
+    because nothing read from the calendar could be stored in PostgreSQL otherwise.
     """
+    data = data.replace(b"\x00", "\ufffd".encode()) if isinstance(data, bytes) else data.replace("\x00", "\ufffd")
     icalendar.use_zoneinfo()
     try:
         return icalendar.Calendar.from_ical(data)

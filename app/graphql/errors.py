@@ -10,6 +10,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
 from app.domain.errors import DomainError
+from app.services.rows import as_client_error
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ class DomainErrors(MaskErrors):
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed: list[GraphQLError] = []
         for error in errors:
-            original = error.original_error
+            original = as_client_error(error.original_error) or error.original_error
             if isinstance(original, DomainError):
                 extensions = {"code": original.code}
                 if original.field:
@@ -57,7 +58,7 @@ class AppSchema(strawberry.Schema):
                        execution_context: ExecutionContext | None = None) -> None:
         unexpected = []
         for error in errors:
-            original = error.original_error
+            original = as_client_error(error.original_error) or error.original_error
             if isinstance(original, DomainError):
                 log.info("graphql %s: %s", original.code, original.message)
             elif original is None:

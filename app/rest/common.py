@@ -9,6 +9,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from app.domain.errors import DomainError
 from app.services.accounts import AccountRef, authenticate
+from app.services.rows import NUL_TEXT_ERRORS, as_client_error
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
     return _error(exc.status_code, message)
 
 
+def client_data_error_handler(request: Request, exc: Exception) -> Response:
+    error = as_client_error(exc)
+    return domain_error_handler(request, error) if error else internal_error_handler(request, exc)
+
+
 def binary_form_field_handler(_: Request, exc: UnicodeDecodeError) -> Response:
     # Litestar decodes every multipart part sent without a filename as UTF-8 text.
     return _error(400, "A form field is not UTF-8 text: send binary parts (video, audio) as files, "
@@ -52,6 +58,7 @@ def internal_error_handler(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     DomainError: domain_error_handler,
+    **{error: client_data_error_handler for error in NUL_TEXT_ERRORS},
     HTTPException: http_error_handler,
     Exception: internal_error_handler,
 }

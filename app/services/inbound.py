@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 
+from app.domain.mime import storable
 from app.queue import enqueue
 from app.tables import InboundMessage
 
@@ -17,7 +18,7 @@ MAX_ATTEMPTS = 5
 def _message_id(raw: bytes) -> str:
     try:
         value = BytesHeaderParser().parsebytes(raw[:65536]).get("Message-ID", "")
-        return str(value).strip()[:998]
+        return storable(str(value)).strip()[:998]
     except Exception:
         return ""
 
@@ -26,8 +27,8 @@ async def store_message(raw: bytes, *, envelope_from: str, recipients: list[str]
                         now: datetime) -> int:
     """Persist the message exactly as received; only then may the caller say 250/202."""
     rows = await InboundMessage.insert(InboundMessage(
-        received_at=now, source=source, envelope_from=envelope_from[:320],
-        recipients=[r.lower() for r in recipients], message_id=_message_id(raw), raw=raw, status="pending",
+        received_at=now, source=source, envelope_from=storable(envelope_from)[:320],
+        recipients=[storable(r.lower()) for r in recipients], message_id=_message_id(raw), raw=raw, status="pending",
     )).returning(InboundMessage.id)
     message_pk = rows[0]["id"]
     log.info("stored %s message %s from %s for %s (%d bytes)", source, message_pk, envelope_from, recipients, len(raw))

@@ -237,3 +237,20 @@ async def test_bad_input_harms_nothing_and_server_keeps_serving(pal, inbound_smt
     await send(inbound_smtp, ok)
     await run_worker()
     assert any(m["Subject"].startswith("Accepted") for m in smtp_sink.parsed())
+
+
+async def test_nul_characters_in_mail_are_replaced_not_fatal(pal, inbound_smtp, smtp_sink, redis_queue):
+    """PostgreSQL text cannot hold U+0000; an invite carrying some must still be answered."""
+    uid, message = meeting(start_in=timedelta(days=1), pal_address=PAL_ADDRESS, summary="Stand\x00up")
+    del message["Subject"]
+    message["Subject"] = "=?utf-8?b?SW52aXRlAA==?="  # "Invite" + NUL, as an encoded word
+    raw = message.as_bytes().replace(b"Message-ID: <", b"Message-ID: <\x00", 1)
+    assert b"Message-ID: <\x00" in raw
+    await aiosmtplib.send(raw, hostname="127.0.0.1", port=inbound_smtp, sender="alex@acme.com",
+                          recipients=[PAL_ADDRESS])
+    await run_worker()
+
+    assert [r["status"] for r in await InboundMessage.select(InboundMessage.status)] == ["processed"]
+    stored = await CalendarEvent.select().where(CalendarEvent.uid == uid).first()
+    assert stored["summary"] == "Stand\ufffdup" and stored["decision"] == "accepted"
+    assert [m["Subject"].startswith("Accepted") for m in smtp_sink.parsed()] == [True]

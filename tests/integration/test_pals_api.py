@@ -272,3 +272,21 @@ async def test_graphql_logs_client_mistakes_as_one_line_and_faults_with_a_traceb
                                   "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info and "disk on fire" in str(errors[0].exc_info[1])
+
+
+async def test_nul_characters_are_a_clear_400_on_both_apis(client, api_key):
+    headers = {"x-api-key": api_key}
+    pal = (await client.post("/v2/pals", json=SPEC_PAL, headers=headers)).json()
+    named = await client.post("/v2/pals", json={**SPEC_PAL, "pal_name": "An\x00na"}, headers=headers)
+    assert named.status_code == 400 and named.json()["field"] == "pal_name"
+    nested = await client.patch(f"/v2/pals/{pal['pal_id']}", headers=headers,
+                                json=[{"op": "add", "path": "/layers/notes", "value": {"k": "\x00"}}])
+    assert nested.status_code == 400 and "NUL" in nested.json()["error"]
+    assert (await client.get("/v2/pals/p%00x", headers=headers)).status_code == 400
+    face = await client.post("/v2/faces", headers=headers, files={"name": (None, "Da\x00na")})
+    assert face.status_code == 400 and face.json()["field"] == "name"
+    gql = await graphql(client, api_key, GQL_PAL, id="p\x00")
+    assert gql["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    # Nothing stored changed, and the server keeps serving.
+    again = (await client.get(f"/v2/pals/{pal['pal_id']}", headers=headers)).json()
+    assert again["pal_name"] == "Anna" and "notes" not in again["layers"]

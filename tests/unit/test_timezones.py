@@ -50,3 +50,8 @@ def test_parsing_leaves_no_custom_zone_behind() -> None:
     # Nothing from those messages is left in icalendar's process-wide cache.
     assert tzp.timezone("Zone from a stranger 7") is None
     assert tzp.timezone("Europe/Berlin") is not None
+
+
+def test_nul_characters_become_replacement_characters() -> None:
+    cal = parse_ics(custom_zone_event("u\x00id", "Zone", "+0000").encode())
+    assert str(cal.walk("VEVENT")[0]["UID"]) == "u\ufffdid"
