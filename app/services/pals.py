@@ -12,7 +12,13 @@ from app.domain.errors import NotFound, ValidationFailed
 from app.domain.ids import new_public_id
 from app.domain.pal_document import EDITABLE_FIELDS, ValidPal, apply_patch, validate_document
 from app.domain.timefmt import iso_z
-from app.domain.usernames import TAKEN_DETAIL, TAKEN_MESSAGE, email_address, username_problem
+from app.domain.usernames import (
+    TAKEN_DETAIL,
+    TAKEN_MESSAGE,
+    USERNAME_PATTERN,
+    email_address,
+    username_problem,
+)
 from app.services.faces import get_visible_face
 from app.services.rows import json_value
 from app.tables import Pal
@@ -144,6 +150,6 @@ async def check_username(username: str) -> dict[str, Any]:
 async def find_pal_by_address(address: str) -> dict[str, Any] | None:
     """The PAL whose conferencing email is `address` (case-insensitive), if any."""
     local, _, domain = address.strip().lower().rpartition("@")
-    if not local:
-        return None
+    if USERNAME_PATTERN.match(local) is None or "\x00" in domain:
+        return None  # no PAL can have it; also keeps NUL and other junk away from the query
     return await Pal.select().where((Pal.username == local) & (Pal.email_domain == domain)).first()

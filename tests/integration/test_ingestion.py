@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import aiosmtplib
@@ -123,6 +124,27 @@ async def test_unknown_recipient_refused_at_rcpt(pal, inbound_smtp):
         await send(inbound_smtp, message, to="nobody@tavusinvite.com")
     assert caught.value.recipients[0].code == 550
     assert await InboundMessage.count() == 0
+
+
+async def test_junk_recipients_are_refused_not_deferred(pal, inbound_smtp):
+    """A 451 would have the sender retry for days; no PAL can have such an address."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", inbound_smtp)
+
+    async def command(line: bytes) -> bytes:
+        writer.write(line + b"\r\n")
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 5)
+
+    await reader.readline()  # greeting
+    assert (await command(b"EHLO test"))[:3] == b"250"
+    while (await reader.readline())[:4] != b"250 ":
+        pass
+    assert (await command(b"MAIL FROM:<alex@acme.com>"))[:3] == b"250"
+    for junk in (b"acme\x00anna@tavusinvite.com", b"acme-anna@tavus\x00invite.com", b"-x-@tavusinvite.com"):
+        assert (await command(b"RCPT TO:<" + junk + b">"))[:3] == b"550", junk
+    assert (await command(b"RCPT TO:<" + PAL_ADDRESS.encode() + b">"))[:3] == b"250"
+    await command(b"QUIT")
+    writer.close()
 
 
 async def test_unchanged_answer_not_resent_but_new_sequence_is(pal, inbound_smtp, smtp_sink, redis_queue):
