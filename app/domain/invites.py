@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
 import icalendar
+from icalendar.prop import vBroken
 
 from app.domain.meeting_links import MeetingLink, find_meeting_link
 from app.domain.timezones import (
@@ -193,6 +194,23 @@ def _load(data: bytes | str) -> icalendar.Calendar:
     return cal
 
 
+_SINGLE_PROPS = ("UID", "SEQUENCE", "DTSTART", "DTEND", "DUE", "DURATION", "DTSTAMP", "RECURRENCE-ID")
+_DATE_PROPS = ("DTSTART", "DTEND", "DUE", "DURATION", "DTSTAMP", "RECURRENCE-ID", "RRULE", "EXRULE", "RDATE", "EXDATE")
+
+
+def _check_readable(ev: icalendar.Event) -> None:
+    """Refuse a VEVENT whose identity or times cannot be read: planning would trip over it later."""
+    for name in dict.fromkeys(_SINGLE_PROPS + _DATE_PROPS):
+        value = ev.get(name)
+        if value is None:
+            continue
+        if isinstance(value, list) and name in _SINGLE_PROPS:
+            raise InvalidCalendar(f"VEVENT with {len(value)} {name} properties")
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, vBroken) and name in _DATE_PROPS:
+                raise InvalidCalendar(f"unreadable {name}: {item.to_ical().decode('utf-8', 'replace')[:80]!r}")
+
+
 def parse_calendar(data: bytes | str) -> list[ParsedInvite]:
     """One ParsedInvite per UID of the calendar's VEVENTs, in file order."""
     original = _load(data)
@@ -203,6 +221,8 @@ def parse_calendar(data: bytes | str) -> list[ParsedInvite]:
     if len(events) > MAX_EVENTS:
         raise InvalidCalendar(f"more than {MAX_EVENTS} events")
 
+    for ev in events:
+        _check_readable(ev)
     by_uid: dict[str | int, list[icalendar.Event]] = {}
     for i, ev in enumerate(events):
         # A VEVENT without UID can't be matched to anything: keep it on its own.

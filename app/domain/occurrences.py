@@ -51,6 +51,10 @@ _PARTS = {
 }
 
 
+class UnplannableEvent(ValueError):
+    """A stored event whose times recurring-ical-events cannot expand."""
+
+
 @dataclass(frozen=True)
 class Occurrence:
     """One concrete instance of an event, in UTC."""
@@ -120,9 +124,17 @@ def expand_occurrences(
     Includes an occurrence that began before window_start but has not ended
     (meeting in progress). Excludes cancelled instances, STATUS:CANCELLED
     components and everything of a cancelled event. At most `limit` items.
+    Raises UnplannableEvent for data that icalendar or recurring-ical-events trip over.
     """
     if event.cancelled or window_end <= window_start:
         return []
+    try:
+        return _expand(event, window_start, window_end, limit)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # malformed data parsing let through
+        raise UnplannableEvent(f"{event.uid[:200]}: cannot expand ({type(exc).__name__}: {exc})") from exc
+
+
+def _expand(event: StoredEvent, window_start: datetime, window_end: datetime, limit: int) -> list[Occurrence]:
     state = load_state(event)
     all_day = is_all_day(state.master)
     cancelled = set(event.cancelled_instances)
@@ -155,7 +167,9 @@ def expand_occurrences(
     # between() generates each series in one pass; after() re-queries in
     # ever smaller chunks and is quadratic for dense rules. The extra day
     # catches all-day events, which recurring-ical-events compares in local time.
-    for comp in recurring_ical_events.of(cal, skip_bad_series=True).between(window_start - timedelta(days=1), window_end):
+    instances = recurring_ical_events.of(cal, skip_bad_series=True).between(
+        window_start - timedelta(days=1), window_end)
+    for comp in instances:
         raw_start = comp["DTSTART"].dt
         start = to_utc(raw_start)
         end = max(_end_of(comp, raw_start), start)

@@ -18,7 +18,7 @@ from app.domain.calendar_state import StoredEvent
 from app.domain.errors import NotFound
 from app.domain.ids import is_serial_id
 from app.domain.join_planning import ExistingJoin, PlannedJoin, diff_joins, overlaps, plan_joins
-from app.domain.occurrences import expand_occurrences
+from app.domain.occurrences import UnplannableEvent, expand_occurrences
 from app.domain.timefmt import iso_z
 from app.queue import enqueue, join_job_id
 from app.services.events import record_event
@@ -173,7 +173,14 @@ async def replan_event(event_pk: int, now: datetime) -> dict[str, int]:
     desired: list[PlannedJoin] = []
     reason = "event cancelled"
     if event["decision"] == "accepted" and not event["cancelled"]:
-        occurrences = expand_occurrences(stored_event(event), now, window_end)
+        try:
+            occurrences = expand_occurrences(stored_event(event), now, window_end)
+        except UnplannableEvent as exc:
+            # Keep whatever joins it has; retry when the horizon next moves (daily).
+            log.warning("pal %s: event %s left as planned: %s", event["pal"], event_pk, exc)
+            await CalendarEvent.update({CalendarEvent.planned_until: window_end}).where(
+                CalendarEvent.id == event_pk)
+            return {"unplannable": 1}
         desired = plan_joins(occurrences, now=now, lead=settings.join_lead)
     elif event["decision"] != "cancelled":
         reason = f"invite {event['decision']}"
@@ -225,7 +232,11 @@ async def reconcile(now: datetime) -> dict[str, int]:
         & ((CalendarEvent.planned_until.is_null()) | (CalendarEvent.planned_until < stale_before))
     ).order_by(CalendarEvent.planned_until).limit(REPLANS_PER_TICK)
     for event in events:
-        await replan_event(event["id"], now)
+        try:
+            await replan_event(event["id"], now)
+        except Exception:  # one bad event must not stop planning for every other PAL
+            log.exception("reconcile: re-planning event %s failed", event["id"])
+            continue
         extended += 1
     requeued = 0
     due = await Join.select(Join.id, Join.plan_version, Join.join_at).where(

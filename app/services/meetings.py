@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.config import get_settings
-from app.domain.occurrences import expand_occurrences
+from app.domain.occurrences import Occurrence, UnplannableEvent, expand_occurrences
 from app.domain.timefmt import iso_z
 from app.services.joins import stored_event
 from app.services.rows import json_value
@@ -15,16 +15,21 @@ from app.tables import CalendarEvent
 MAX_OCCURRENCES_SHOWN = 50
 
 
+def _occurrences(row: dict[str, Any], now: datetime) -> list[Occurrence]:
+    if row["cancelled"] or not row["ics"]:
+        return []
+    try:
+        return expand_occurrences(stored_event(row), now - timedelta(days=1), now + get_settings().planning_horizon)
+    except UnplannableEvent:
+        return []  # the listing still shows the event; the reconciler logs why it has no joins
+
+
 def meeting_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    occurrences = []
-    if not row["cancelled"] and row["ics"]:
-        window_end = now + get_settings().planning_horizon
-        for occ in expand_occurrences(stored_event(row), now - timedelta(days=1), window_end)[:MAX_OCCURRENCES_SHOWN]:
-            occurrences.append({
-                "recurrence_id": occ.recurrence_id, "start_at": iso_z(occ.start), "end_at": iso_z(occ.end),
-                "meeting_url": occ.link.url if occ.link else None,
-                "platform": occ.link.platform if occ.link else None,
-            })
+    occurrences = [{
+        "recurrence_id": occ.recurrence_id, "start_at": iso_z(occ.start), "end_at": iso_z(occ.end),
+        "meeting_url": occ.link.url if occ.link else None,
+        "platform": occ.link.platform if occ.link else None,
+    } for occ in _occurrences(row, now)[:MAX_OCCURRENCES_SHOWN]]
     return {
         "event_id": row["id"],
         "uid": row["uid"],

@@ -13,7 +13,8 @@ from app.services.accounts import create_account
 from app.services.inbound import store_message
 from app.services.invites import process_inbound
 from app.services.joins import reconcile
-from app.tables import Join
+from app.services.meetings import meetings_for_pal
+from app.tables import CalendarEvent, Join
 from tests.invite_factory import calendar, invite_email, vevent
 
 PAL = "acme-anna@tavusinvite.com"
@@ -266,3 +267,29 @@ async def test_instance_cancel_without_a_link_cancels_only_that_instance(pal, re
                   link=None, description="Join: " + MEET, dtstamp=NOW + timedelta(minutes=2))
     await deliver("REQUEST", moved, now=NOW + timedelta(minutes=2))
     assert [j["start_at"] for j in await live_joins()] == [first, first + timedelta(days=2, hours=1)]
+
+
+async def test_an_unexpandable_event_does_not_stop_planning_for_others(pal, redis_queue, caplog):
+    await deliver("REQUEST", event(uid="bad@google.com", start=NOW + timedelta(hours=3)))
+    await deliver("REQUEST", event(uid="good@google.com"))
+    # Data that got past parsing but trips the expander (here: no DTSTART at all).
+    broken = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:bad@google.com\r\n"
+              "DTSTAMP:20261101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    await CalendarEvent.update({CalendarEvent.ics: broken, CalendarEvent.planned_until: NOW - timedelta(days=1)}).where(
+        CalendarEvent.uid == "bad@google.com")
+    await CalendarEvent.update({CalendarEvent.planned_until: None}).where(CalendarEvent.uid == "good@google.com")
+    await Join.delete().where(Join.start_at == NOW + timedelta(hours=2))  # the good event's join, to be re-made
+    before_bad = [j["id"] for j in await live_joins()]
+
+    result = await reconcile(NOW)
+
+    assert result["events_replanned"] == 2
+    joins = await live_joins()
+    assert [j["start_at"] for j in joins] == [NOW + timedelta(hours=2), NOW + timedelta(hours=3)]
+    assert before_bad[0] in [j["id"] for j in joins]  # the bad event keeps the join it had
+    assert any("bad@google.com: cannot expand" in r.getMessage() for r in caplog.records)
+    bad = await CalendarEvent.select().where(CalendarEvent.uid == "bad@google.com").first()
+    assert bad["planned_until"] > NOW  # retried when the horizon next moves, not every minute
+    # The owner's listing still shows both events; the bad one just has no occurrences.
+    listed = {m["uid"]: m["occurrences"] for m in await meetings_for_pal(bad["pal"], NOW)}
+    assert listed["bad@google.com"] == [] and len(listed["good@google.com"]) == 1

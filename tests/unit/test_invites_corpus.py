@@ -244,16 +244,28 @@ def test_case_17_unresolvable_tzid_is_flagged_not_floating() -> None:
     assert any("tzone://Microsoft/Custom" in p for p in inv.timezone_problems)
 
 
-def test_broken_dtstart_does_not_crash() -> None:
-    # An unquoted TZID with a colon breaks the content line: icalendar yields vBroken.
+def test_broken_dtstart_is_an_unreadable_calendar() -> None:
+    # An unquoted TZID with a colon breaks the content line: icalendar yields vBroken,
+    # which every later step (state, expansion) would trip over on each retry.
     ics = (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u-broken\r\n"
-        "DTSTAMP:garbage\r\nDTSTART;TZID=tzone://Microsoft/Custom:20250102T100000\r\n"
-        "SEQUENCE:abc\r\nEXDATE:nonsense\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        "DTSTAMP:20250101T000000Z\r\nDTSTART;TZID=tzone://Microsoft/Custom:20250102T100000\r\n"
+        "SEQUENCE:abc\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
-    (inv,) = parse_calendar(ics)
-    assert inv.start is None and inv.dtstamp is None and inv.sequence == 0
-    assert any("DTSTART" in p for p in inv.timezone_problems)
+    with pytest.raises(InvalidCalendar, match="DTSTART"):
+        parse_calendar(ics)
+
+
+@pytest.mark.parametrize("line", ["DTSTAMP:garbage", "EXDATE:nonsense", "RRULE:FREQ=DAILYTED",
+                                  "DTSTART:20250103T100000Z", "RECURRENCE-ID:20u20317T110000Z"])
+def test_unreadable_or_repeated_times_are_refused_up_front(line: str) -> None:
+    ics = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u-bad\r\n"
+        f"DTSTAMP:20250101T000000Z\r\nDTSTART:20250102T100000Z\r\n{line}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ).replace("DTSTAMP:20250101T000000Z\r\nDTSTART:20250102T100000Z\r\nDTSTAMP:garbage",
+              "DTSTAMP:garbage\r\nDTSTART:20250102T100000Z")
+    with pytest.raises(InvalidCalendar, match=line.split(":")[0]):
+        parse_calendar(ics)
 
 
 def test_case_17_floating_time_is_flagged() -> None:
