@@ -82,11 +82,13 @@ class ParsedInvite:
 
 
 def address(value: object) -> str:
-    """'MAILTO:Bob@X.org' -> 'bob@x.org'."""
+    """'MAILTO:Bob@X.org' -> 'bob@x.org'; "" for anything with whitespace or control characters."""
     text = str(value or "").strip()
     if text[:7].lower() == "mailto:":
         text = text[7:]
-    return text.strip().lower()
+    text = text.strip().lower()
+    # RFC 6868 lets a parameter (EMAIL=) carry "^n": a newline in an address we reply to.
+    return "" if any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in text) else text
 
 
 def _param(prop: object, name: str) -> str | None:

@@ -187,6 +187,11 @@ def _seq_int(value: object) -> int:
         return 0
 
 
+def _one_line(text: str | None) -> str:
+    """Header-safe text: a newline in a header value would start a new header (or fail)."""
+    return " ".join((text or "").split())
+
+
 def build_reply(
     *,
     invite: ParsedInvite,
@@ -213,19 +218,18 @@ def build_reply(
         now=now, recurrence_id=recurrence_id, comment=comment,
     )
     verb = PARTSTATS[partstat.upper()]
-    summary = " ".join((invite.summary or "(no title)").split())
+    summary = _one_line(invite.summary) or "(no title)"
     domain = pal_address.rsplit("@", 1)[-1]
 
     msg = EmailMessage()
-    msg["From"] = formataddr((pal_name or "", pal_address))
-    msg["To"] = formataddr((invite.organizer_name or "", to_addr))
+    msg["From"] = formataddr((_one_line(pal_name), pal_address))
+    msg["To"] = formataddr((_one_line(invite.organizer_name), to_addr))
     msg["Subject"] = f"{verb}: {summary}"
     msg["Date"] = format_datetime(now)
     # make_msgid without a domain would look up the host name (I/O).
     msg["Message-ID"] = message_id or make_msgid(domain=domain)
-    if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-        msg["References"] = in_reply_to
+    if _one_line(in_reply_to):
+        msg["In-Reply-To"] = msg["References"] = _one_line(in_reply_to)
     lines = [f"{pal_name or pal_address} has {verb.lower()} this invitation: {summary}"]
     if invite.start is not None:
         lines.append(f"When: {invite.start:%Y-%m-%d %H:%M} UTC")

@@ -150,3 +150,20 @@ def test_invalid_arguments() -> None:
     no_org = load("exchange-quoted-tzid-pacific.ics")
     with pytest.raises(ValueError):
         build_reply(invite=no_org, pal_address=PAL, pal_name=None, partstat="ACCEPTED", now=NOW)
+
+
+def test_newlines_in_names_and_ids_cannot_break_or_add_headers() -> None:
+    # RFC 6868 "^n" in a parameter is a newline; a PAL's own name is free text too.
+    ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u-nl\r\n"
+           "DTSTAMP:20250101T000000Z\r\nDTSTART:20250301T100000Z\r\n"
+           'ORGANIZER;CN="Eve^nBcc: victim@x.com";EMAIL="eve@acme.com^nBcc: x@y.z":mailto:eve@acme.com\r\n'
+           f"ATTENDEE:mailto:{PAL}\r\nSUMMARY:Plan\\nBcc: victim@x.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    (invite,) = parse_calendar(ics)
+    assert invite.organizer == "eve@acme.com"  # the EMAIL= value with a newline is no address
+    msg = build_reply(invite=invite, pal_address=PAL, pal_name="Anna\r\nX-Evil: 1", partstat="ACCEPTED",
+                      now=NOW, in_reply_to="<long-id\r\n @google.com>")
+    parsed = message_from_bytes(msg.as_bytes(), policy=policy.compat32)
+    assert parsed["Bcc"] is None and parsed["X-Evil"] is None
+    assert parsed["To"] == '"Eve Bcc: victim@x.com" <eve@acme.com>'
+    assert parsed["Subject"] == "Accepted: Plan Bcc: victim@x.com"
+    assert parsed["In-Reply-To"] == "<long-id @google.com>"
