@@ -223,7 +223,7 @@ def parse_calendar(data: bytes | str) -> list[ParsedInvite]:
     if len(events) > MAX_EVENTS:
         raise InvalidCalendar(f"more than {MAX_EVENTS} events")
 
-    for ev in events:
+    for ev in cal.walk("VEVENT"):  # nested ones too: the calendar state walks the whole tree
         _check_readable(ev)
     by_uid: dict[str | int, list[icalendar.Event]] = {}
     for i, ev in enumerate(events):

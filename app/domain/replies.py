@@ -187,6 +187,19 @@ def _seq_int(value: object) -> int:
         return 0
 
 
+def reply_address(invite: ParsedInvite) -> str | None:
+    """Where the REPLY goes, as an ASCII address (IDNA domain); None when there is none."""
+    to_addr = invite.organizer_uri or invite.organizer or ""
+    local, _, domain = to_addr.rpartition("@")
+    if not local or not domain or not local.isascii():  # an SMTPUTF8 local part: no ASCII form
+        return None
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    return f"{local}@{domain}"
+
+
 def _one_line(text: str | None) -> str:
     """Header-safe text: a newline in a header value would start a new header (or fail)."""
     return " ".join((text or "").split())
@@ -210,8 +223,8 @@ def build_reply(
     where iCloud expects replies). Raises ValueError when there is no
     organizer or the arguments are invalid.
     """
-    to_addr = invite.organizer_uri or invite.organizer
-    if not to_addr or "@" not in to_addr:
+    to_addr = reply_address(invite)
+    if to_addr is None:
         raise ValueError("invite has no organizer address to reply to")
     cal = build_reply_calendar(
         invite, pal_address=pal_address, pal_name=pal_name, partstat=partstat,

@@ -20,7 +20,7 @@ from app.domain.calendar_state import ApplyResult, Outcome, StoredEvent, apply_m
 from app.domain.decisions import Decision, decide, standing_decision
 from app.domain.invites import InvalidCalendar, ParsedInvite, is_attendee, parse_calendar
 from app.domain.mime import InvalidMessage, MailHeaders, extract_itip, read_headers
-from app.domain.replies import build_reply
+from app.domain.replies import build_reply, reply_address
 from app.domain.sender_auth import is_authenticated, parse_authentication_results, verify_dkim
 from app.domain.usernames import email_address
 from app.db import engine
@@ -213,9 +213,13 @@ async def _queue_replies(pal, pal_address: str, invite: ParsedInvite, decision: 
         return
     if (invite.status or "").upper() == "CANCELLED":
         return
+    to = reply_address(invite)
+    if to is None:
+        log.warning("pal %s: no address to reply to for %s (organizer %r)", pal["pal_id"], invite.uid,
+                    invite.organizer_uri or invite.organizer)
+        return
     rids = [None] if invite.has_master else [c.get("RECURRENCE-ID").dt for c in invite.components
                                              if c.get("RECURRENCE-ID") is not None]
-    to = invite.organizer_uri or invite.organizer
     for rid in rids:
         key = f"reply:{pal['pal_id']}:{invite.uid}:{rid or '-'}:{invite.sequence}:{decision.partstat}"
         message = build_reply(invite=invite, pal_address=pal_address, pal_name=pal["pal_name"],

@@ -1,5 +1,8 @@
 """Mutated corpus invites through the whole pure pipeline: only the expected refusals escape.
 
+The pipeline is what ingestion runs: parse, build the reply, apply to the stored state,
+expand and plan.
+
 Ingestion treats InvalidMessage/InvalidCalendar as "unreadable, no reply" and
 planning treats UnplannableEvent as "leave as planned"; anything else would fail the
 job on every retry, or stop the reconciler for every PAL.
@@ -17,6 +20,7 @@ from app.domain.invites import InvalidCalendar, parse_calendar
 from app.domain.join_planning import plan_joins
 from app.domain.mime import InvalidMessage, extract_itip, read_headers
 from app.domain.occurrences import UnplannableEvent, expand_occurrences
+from app.domain.replies import build_reply, reply_address
 from tests.unit.ical_helpers import CORPUS, needs_corpus
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
@@ -47,6 +51,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 def through_pipeline(calendar_data: bytes | str) -> None:
     for invite in parse_calendar(calendar_data):
+        if reply_address(invite) is not None:  # the service sends no reply without one
+            build_reply(invite=invite, pal_address="anna@tavusinvite.com", pal_name="Anna", partstat="ACCEPTED",
+                        now=NOW, in_reply_to="<id@example.com>")
         result = apply_message(None, method=invite.method or "REQUEST", calendar=invite.calendar, uid=invite.uid,
                                organizer=invite.organizer or "alex@acme.com", pal_address="anna@tavusinvite.com")
         if result.event is not None:

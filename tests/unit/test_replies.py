@@ -11,7 +11,7 @@ import pytest
 
 from app.domain.invites import ParsedInvite, parse_calendar
 from app.domain.mime import extract_itip
-from app.domain.replies import build_reply, build_reply_calendar
+from app.domain.replies import build_reply, build_reply_calendar, reply_address
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "invites"
 NOW = datetime(2025, 2, 1, 9, 30, tzinfo=timezone.utc)
@@ -167,3 +167,23 @@ def test_newlines_in_names_and_ids_cannot_break_or_add_headers() -> None:
     assert parsed["To"] == '"Eve Bcc: victim@x.com" <eve@acme.com>'
     assert parsed["Subject"] == "Accepted: Plan Bcc: victim@x.com"
     assert parsed["In-Reply-To"] == "<long-id @google.com>"
+
+
+@pytest.mark.parametrize("organizer, expected", [
+    ("mailto:alex@acme.com", "alex@acme.com"),
+    ("mailto:alex@bücher.example", "alex@xn--bcher-kva.example"),  # IDNA domain
+    ("mailto:jörg@acme.com", None),  # an SMTPUTF8 local part has no ASCII form
+    ("mailto:alex", None),
+])
+def test_reply_address_is_ascii_or_none(organizer: str, expected: str | None) -> None:
+    ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u-to\r\n"
+           f"DTSTAMP:20250101T000000Z\r\nDTSTART:20250301T100000Z\r\nORGANIZER:{organizer}\r\n"
+           f"ATTENDEE:mailto:{PAL}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    (invite,) = parse_calendar(ics)
+    assert reply_address(invite) == expected
+    if expected is None:
+        with pytest.raises(ValueError):
+            build_reply(invite=invite, pal_address=PAL, pal_name="Anna", partstat="ACCEPTED", now=NOW)
+    else:
+        assert build_reply(invite=invite, pal_address=PAL, pal_name="Anna", partstat="ACCEPTED",
+                           now=NOW)["To"] == expected
