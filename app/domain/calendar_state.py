@@ -112,13 +112,17 @@ def normalise_address(value: Any) -> str:
     return text.strip().lower()
 
 
+# The stored SEQUENCE is a BIGINT; a larger one (seen in the wild) orders like the largest.
+MAX_SEQUENCE = 2**63 - 1
+
+
 def sequence_of(comp: icalendar.cal.Component) -> int:
     """SEQUENCE as int; icalendar gives vBroken for values beyond 32 bits."""
     raw = comp.get("SEQUENCE")
     if raw is None:
         return 0
     try:
-        return max(0, int(str(raw).strip()))
+        return min(max(0, int(str(raw).strip())), MAX_SEQUENCE)
     except ValueError:
         return 0
 

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, tzinfo
 import icalendar
 from icalendar.prop import vBroken
 
+from app.domain.calendar_state import MAX_SEQUENCE
 from app.domain.meeting_links import MeetingLink, find_meeting_link
 from app.domain.timezones import (
     UnresolvedTime,
@@ -40,6 +41,8 @@ METHODS = frozenset({REQUEST, CANCEL, REPLY, COUNTER, REFRESH, PUBLISH, ADD, DEC
 
 MAX_CALENDAR_BYTES = 4 * 1024 * 1024  # 10,000 attendees is ~1 MB
 MAX_EVENTS = 1000
+MAX_UID = 1000  # calendar_events.uid is VARCHAR(1000); no real client comes close
+MAX_ADDRESS = 320  # RFC 3696's longest address, and the width of every address column
 RELAY_DOMAINS = ("imip.me.com",)  # iCloud: opaque relay URI, real address in EMAIL=
 _DIGITS_RE = re.compile(r"[+-]?\d{1,40}")
 
@@ -87,6 +90,8 @@ def address(value: object) -> str:
     if text[:7].lower() == "mailto:":
         text = text[7:]
     text = text.strip().lower()
+    if len(text) > MAX_ADDRESS:
+        return ""
     # RFC 6868 lets a parameter (EMAIL=) carry "^n": a newline in an address we reply to.
     return "" if any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in text) else text
 
@@ -138,7 +143,7 @@ def _sequence(comp: icalendar.Event) -> tuple[int, str | None]:
     m = _DIGITS_RE.search(text)
     if not m:
         return 0, f"unreadable SEQUENCE {text[:40]!r} treated as 0"
-    return max(0, int(m.group(0))), None
+    return min(max(0, int(m.group(0))), MAX_SEQUENCE), None
 
 
 def _text(comp: icalendar.Event, name: str) -> str:
@@ -208,6 +213,8 @@ def _check_readable(ev: icalendar.Event) -> None:
             continue
         if isinstance(value, list) and name in _SINGLE_PROPS:
             raise InvalidCalendar(f"VEVENT with {len(value)} {name} properties")
+        if name == "UID" and len(str(value)) > MAX_UID:
+            raise InvalidCalendar(f"UID longer than {MAX_UID} characters")
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, vBroken) and name in _DATE_PROPS:
                 raise InvalidCalendar(f"unreadable {name}: {item.to_ical().decode('utf-8', 'replace')[:80]!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -23,13 +24,25 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
+MAX_KEY = 500  # outbound_emails.dedupe_key is VARCHAR(500)
+
+
+def fit_key(key: str) -> str:
+    """The dedupe key as stored: a long one keeps its head and ends in a hash of the whole,
+    so keys that differ only at the end (SEQUENCE, PARTSTAT after a long UID) stay distinct."""
+    if len(key) <= MAX_KEY:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[:MAX_KEY - len(digest) - 1]}#{digest}"
+
+
 async def enqueue_email(
     *, pal_pk: int | None, dedupe_key: str, mail_from: str, rcpt_to: str, message: EmailMessage, now: datetime
 ) -> bool:
     """Store a message to send; False when the same dedupe key was queued before."""
     rows = await OutboundEmail.insert(
         OutboundEmail(
-            pal=pal_pk, dedupe_key=dedupe_key[:500], mail_from=mail_from, rcpt_to=rcpt_to,
+            pal=pal_pk, dedupe_key=fit_key(dedupe_key), mail_from=mail_from, rcpt_to=rcpt_to,
             message=message.as_bytes(), status="pending", attempts=0, next_attempt_at=now, created_at=now,
         )
     ).on_conflict(target=OutboundEmail.dedupe_key, action="DO NOTHING").returning(OutboundEmail.id)

@@ -11,6 +11,8 @@ import pytest
 
 from app.services import pals as pal_service
 from app.services.accounts import create_account
+from app.services.inbound import store_message
+from app.services.invites import process_inbound
 from app.tables import CalendarEvent, InboundMessage, Join, OutboundEmail, PalEvent
 from tests.fixtures import run_worker
 from tests.invite_factory import calendar, invite_email, meeting, vevent
@@ -276,3 +278,35 @@ async def test_nul_characters_in_mail_are_replaced_not_fatal(pal, inbound_smtp, 
     stored = await CalendarEvent.select().where(CalendarEvent.uid == uid).first()
     assert stored["summary"] == "Stand\ufffdup" and stored["decision"] == "accepted"
     assert [m["Subject"].startswith("Accepted") for m in smtp_sink.parsed()] == [True]
+
+
+async def ingest(message, now: datetime) -> dict:
+    pk = await store_message(message.as_bytes(), envelope_from="alex@acme.com", recipients=[PAL_ADDRESS],
+                             source="smtp", now=now)
+    return await process_inbound(pk, now=now)
+
+
+async def test_oversized_values_are_refused_or_clamped_never_fatal(pal, redis_queue):
+    now = datetime.now(timezone.utc)
+    _, long_uid = meeting(start_in=timedelta(days=1), pal_address=PAL_ADDRESS, now=now, uid="u" * 1200)
+    assert "UID longer than 1000" in (await ingest(long_uid, now))["ignored"]
+    _, long_organizer = meeting(start_in=timedelta(days=1), pal_address=PAL_ADDRESS, now=now,
+                                organizer="a" * 400 + "@acme.com")
+    assert (await ingest(long_organizer, now))["outcomes"][0]["ignored"] == "no ORGANIZER"
+    uid, huge_sequence = meeting(start_in=timedelta(days=1), pal_address=PAL_ADDRESS, now=now, sequence=10**25)
+    assert (await ingest(huge_sequence, now))["outcomes"][0]["decision"] == "accepted"
+    stored = await CalendarEvent.select().where(CalendarEvent.uid == uid).first()
+    assert stored["sequence"] == 2**63 - 1  # BIGINT's largest: still later than any sane SEQUENCE
+
+
+async def test_changed_answers_after_a_long_uid_are_all_sent(pal, redis_queue):
+    """Reply dedupe keys end with SEQUENCE and PARTSTAT; a long UID must not cut them off."""
+    now = datetime.now(timezone.utc)
+    uid = "x" * 900 + "@google.com"
+    for sequence in (1, 2):
+        # A new time and SEQUENCE: a significant change, so the answer is sent again.
+        _, message = meeting(start_in=timedelta(days=1, hours=sequence), pal_address=PAL_ADDRESS, now=now,
+                             uid=uid, sequence=sequence)
+        await ingest(message, now)
+    keys = [r["dedupe_key"] for r in await OutboundEmail.select(OutboundEmail.dedupe_key)]
+    assert len(keys) == 2 and len(set(keys)) == 2 and all(len(k) <= 500 for k in keys)
