@@ -35,6 +35,7 @@ from enum import Enum
 from typing import Any, Iterable
 
 import icalendar
+from icalendar.prop import vText
 
 from app.domain.meeting_links import find_meeting_link
 from app.domain.timezones import parse_ics
@@ -458,7 +459,9 @@ def _apply_request(old: _State, msg: _State) -> tuple[_State, str]:
 def _cancel_copy(base: icalendar.cal.Event, msg: icalendar.cal.Event) -> icalendar.cal.Event:
     out = copy.deepcopy(base)
     _set(out, "STATUS", "CANCELLED")
-    _set(out, "SEQUENCE", max(sequence_of(out), sequence_of(msg)))
+    sequence = max(sequence_of(out), sequence_of(msg))
+    # icalendar refuses integers beyond 32 bits, which Exchange sends; write those as text.
+    _set(out, "SEQUENCE", sequence if sequence <= 2**31 - 1 else vText(str(sequence)))
     stamp = dtstamp_of(msg)
     if stamp is not None:
         _set(out, "DTSTAMP", stamp)

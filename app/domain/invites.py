@@ -202,6 +202,7 @@ def _load(data: bytes | str) -> icalendar.Calendar:
 
 
 _SINGLE_PROPS = ("UID", "SEQUENCE", "DTSTART", "DTEND", "DUE", "DURATION", "DTSTAMP", "RECURRENCE-ID")
+_INSTANT_PROPS = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID")  # a bare TIME or a PERIOD is no instant
 _DATE_PROPS = ("DTSTART", "DTEND", "DUE", "DURATION", "DTSTAMP", "RECURRENCE-ID", "RRULE", "EXRULE", "RDATE", "EXDATE")
 
 
@@ -218,6 +219,8 @@ def _check_readable(ev: icalendar.Event) -> None:
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, vBroken) and name in _DATE_PROPS:
                 raise InvalidCalendar(f"unreadable {name}: {item.to_ical().decode('utf-8', 'replace')[:80]!r}")
+            if name in _INSTANT_PROPS and not isinstance(getattr(item, "dt", None), date):
+                raise InvalidCalendar(f"{name} is not a date or date-time")
 
 
 def parse_calendar(data: bytes | str) -> list[ParsedInvite]:

@@ -24,6 +24,7 @@ from app.domain.calendar_state import (
     is_cancelled,
     load_state,
     rid_key,
+    sequence_of,
     to_utc,
 )
 from app.domain.meeting_links import MeetingLink, find_meeting_link
@@ -134,6 +135,18 @@ def expand_occurrences(
         raise UnplannableEvent(f"{event.uid[:200]}: cannot expand ({type(exc).__name__}: {exc})") from exc
 
 
+def _small_sequence(comp: icalendar.cal.Event) -> icalendar.cal.Event:
+    """recurring-ical-events compares SEQUENCE numerically, and a huge one (Exchange) is
+    vBroken text. The state holds one component per instance already, so only the
+    type matters here, not the order."""
+    raw = comp.get("SEQUENCE")
+    if raw is not None and not isinstance(raw, int):
+        value = min(sequence_of(comp), 2**31 - 1)
+        comp.pop("SEQUENCE")
+        comp.add("SEQUENCE", value)
+    return comp
+
+
 def _expand(event: StoredEvent, window_start: datetime, window_end: datetime, limit: int) -> list[Occurrence]:
     state = load_state(event)
     all_day = is_all_day(state.master)
@@ -150,14 +163,14 @@ def _expand(event: StoredEvent, window_start: datetime, window_end: datetime, li
         if _too_dense(master, window_end):
             master = copy.deepcopy(master)
             del master["RRULE"]
-        cal.add_component(master)
+        cal.add_component(_small_sequence(master))
     for key, comp in state.overrides.items():
         if is_cancelled(comp):
             cancelled.add(key)
             if str(comp["RECURRENCE-ID"].params.get("RANGE", "")).upper() == "THISANDFUTURE":
                 range_cancels.append(key)
             continue  # filtered below by id, so the master's instance goes too
-        cal.add_component(_strip_range(comp))
+        cal.add_component(_small_sequence(_strip_range(comp)))
 
     # A one-off event keeps one identity when it is moved, so its join is moved
     # rather than cancelled and re-created.

@@ -303,6 +303,21 @@ def test_case36_bogus_huge_sequence_is_numeric() -> None:
     assert res.outcome is Outcome.UPDATED and res.event.sequence == 1407317367305
 
 
+def test_cancelling_one_instance_of_a_series_with_a_huge_sequence() -> None:
+    # Exchange sends SEQUENCE values beyond 32 bits, which icalendar will not write as integers.
+    huge = 1407317367304
+    series = vcal("REQUEST", vevent(uid="u-huge", seq=huge, start="20250303T100000Z", end="20250303T103000Z",
+                                    rrule="FREQ=DAILY;COUNT=3"))
+    stored = apply(None, "REQUEST", series).event
+    cancel = vcal("CANCEL", vevent(uid="u-huge", seq=huge, stamp="20250102T000000Z", rid="20250304T100000Z",
+                                   start="20250304T100000Z", end=None, status="CANCELLED"))
+    res = apply(stored, "CANCEL", cancel)
+    assert res.outcome is Outcome.INSTANCES_CANCELLED and res.event.sequence == huge
+    starts = [o.start.day for o in expand_occurrences(res.event, datetime(2025, 3, 1, tzinfo=UTC),
+                                                      datetime(2025, 3, 10, tzinfo=UTC))]
+    assert starts == [3, 5]
+
+
 @pytest.mark.parametrize("other", ["mallory@evil.example", "someone-else@example.com"])
 def test_case37_organizer_change_is_spoof(other: str) -> None:
     stored = apply(None, "REQUEST", vcal("REQUEST", vevent())).event

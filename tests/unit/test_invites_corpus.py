@@ -437,3 +437,11 @@ def test_oversized_calendar_rejected() -> None:
 def test_junk_raises_invalid_calendar(data: object) -> None:
     with pytest.raises(InvalidCalendar):
         parse_calendar(data)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("start", ["DTSTART;VALUE=TIME:100000", "DTSTART;VALUE=PERIOD:20250102T100000Z/PT1H"])
+def test_a_start_that_is_no_instant_is_refused(start: str) -> None:
+    ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u-time\r\n"
+           f"DTSTAMP:20250101T000000Z\r\n{start}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    with pytest.raises(InvalidCalendar, match="DTSTART"):
+        parse_calendar(ics)
