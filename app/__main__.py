@@ -4,12 +4,16 @@
   rotate-key ACCOUNT_ID replace an account's API key; the new key is the last line printed
   migrate               create the database if needed and apply migrations
   serve                 the HTTP API (REST /v2, GraphQL /graphql)
-  worker                the arq worker (mail ingestion, joins, outbox, reconciler)
+  worker                the arq worker (mail ingestion, joins, outbox, reconciler);
+                        runs `python -m workers`
   smtp                  the inbound SMTP server
   mailsink              a development relay that saves outgoing mail under .data/outbox/
   run                   migrate, then API + worker + SMTP together, restarting any that dies
                         (plus the dev mail sink when SMTP_RELAY_URL is unset)
   export-schema         print (or --output) the GraphQL schema
+
+Without DATABASE_URL / REDIS_URL in the environment, commands use the servers that
+`make run` (scripts/ensure-services.sh) last recorded in .data/services.env.
 """
 
 from __future__ import annotations
@@ -17,15 +21,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from urllib.parse import urlparse
 
-from app.config import get_settings
+from app.config import PROJECT_ROOT, get_settings, services_file
 from app.logs import setup_logging
 
 log = logging.getLogger("app")
+DB_COMMANDS = ("create-account", "rotate-key", "migrate", "run")
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, fit to print."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.rsplit("@", 1)[-1]
+    return parsed._replace(netloc=f"{parsed.username}:***@{netloc}").geturl()
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+async def _database_problem() -> str | None:
+    """None when PostgreSQL answers at DATABASE_URL, else one line telling the user what to do."""
+    import asyncpg
+
+    url = get_settings().database_url
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except asyncpg.InvalidCatalogNameError:
+        return None  # the server is up; migrate creates the database
+    except (OSError, TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return (
+            f"cannot reach PostgreSQL at {_redact(url)} ({exc}); start the services with `make run` "
+            f'or `eval "$(scripts/ensure-services.sh)"` (CLI commands then find them through '
+            f"{_shown(services_file())}), or set DATABASE_URL"
+        )
+    await conn.close()
+    return None
 
 
 async def _create_account(name: str) -> str:
@@ -70,11 +113,10 @@ def _serve() -> None:
 
 
 def _worker() -> None:
-    from arq import run_worker
-
-    from workers.settings import WorkerSettings
-
-    run_worker(WorkerSettings)  # type: ignore[arg-type]
+    """Become `python -m workers` (same pid, so `run` and process managers supervise it)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "workers"])
 
 
 def _smtp() -> None:
@@ -85,13 +127,11 @@ def _smtp() -> None:
 
 def _run_all() -> None:
     """Supervise the three processes; arq's worker can die on a Redis restart, so restart it."""
-    import os
-
     from app import db
 
     asyncio.run(db.migrate())
     names = ["serve", "worker", "smtp"]
-    if "SMTP_RELAY_URL" not in os.environ:
+    if not get_settings().smtp_relay_configured:
         names.append("mailsink")  # replies land in .data/outbox/ until a real relay is configured
     commands = {name: [sys.executable, "-m", "app", name] for name in names}
     procs = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
@@ -139,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.command)
 
+    if args.command in DB_COMMANDS:
+        problem = asyncio.run(_database_problem())
+        if problem:
+            print(f"python -m app {args.command}: {problem}", file=sys.stderr)
+            return 1
     if args.command == "create-account":
         print(asyncio.run(_create_account(args.name)))
     elif args.command == "rotate-key":

@@ -2,13 +2,60 @@
 
 Every knob an operator may turn lives here, with the default a developer
 machine needs. Nothing else in the code reads ``os.environ``.
+
+DATABASE_URL and REDIS_URL, when not in the environment, come from the file
+scripts/ensure-services.sh writes (``.data/services.env``), so a CLI command run
+by hand finds the same servers `make run` uses.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
+
+# The repository root: the parent of the `app` package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/pal"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines (an ``export`` prefix and one pair of quotes allowed); others ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            line = line[len("export "):].lstrip()
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not _KEY.fullmatch(key):
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def services_file() -> Path:
+    """Where scripts/ensure-services.sh records the PostgreSQL and Redis it chose."""
+    if os.environ.get("PAL_SERVICES_FILE"):
+        return Path(os.environ["PAL_SERVICES_FILE"])
+    return PROJECT_ROOT / (os.environ.get("PAL_DATA_DIR") or ".data") / "services.env"
+
+
+def _service_url(name: str, default: str) -> str:
+    """The environment's value, else the one `make run` recorded, else the loopback default."""
+    if os.environ.get(name):
+        return os.environ[name]
+    try:
+        recorded = parse_env_file(services_file().read_text())
+    except (OSError, UnicodeDecodeError):
+        recorded = {}
+    return recorded.get(name) or default
 
 
 def _int(name: str, default: int) -> int:
@@ -27,13 +74,10 @@ def _list(name: str, default: str = "") -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(
-        default_factory=lambda: os.environ.get(
-            "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/pal"
-        )
+        default_factory=lambda: _service_url("DATABASE_URL", DEFAULT_DATABASE_URL)
     )
-    redis_url: str = field(
-        default_factory=lambda: os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
+    redis_url: str = field(default_factory=lambda: _service_url("REDIS_URL", DEFAULT_REDIS_URL))
+    log_level: str = field(default_factory=lambda: os.environ.get("LOG_LEVEL", "INFO").upper())
     email_domain: str = field(
         default_factory=lambda: os.environ.get("PAL_EMAIL_DOMAIN", "tavusinvite.com").lower()
     )
@@ -65,7 +109,11 @@ class Settings:
     )
     # Outbound mail (iMIP replies)
     smtp_relay_url: str = field(
-        default_factory=lambda: os.environ.get("SMTP_RELAY_URL", "smtp://127.0.0.1:1025")
+        default_factory=lambda: os.environ.get("SMTP_RELAY_URL") or "smtp://127.0.0.1:1025"
+    )
+    # False: replies go to the development sink that `python -m app run` starts.
+    smtp_relay_configured: bool = field(
+        default_factory=lambda: bool(os.environ.get("SMTP_RELAY_URL"))
     )
     # Scheduling
     join_lead: timedelta = field(
@@ -88,6 +136,7 @@ class Settings:
         default_factory=lambda: timedelta(seconds=_float("END_GRACE_SECONDS", 600))
     )
     media_dir: str = field(default_factory=lambda: os.environ.get("MEDIA_DIR", ".data/media"))
+    face_media_cache_dir: str = field(default_factory=lambda: os.environ.get("FACE_MEDIA_CACHE_DIR", ""))
     # Live status
     allowed_origins: tuple[str, ...] = field(
         default_factory=lambda: tuple(

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Prints `export DATABASE_URL=... REDIS_URL=...` for a reachable PostgreSQL and Redis.
 # Uses the given (or default loopback) servers when they answer; otherwise starts
-# project-local ones from the machine's server binaries, with data under .data/.
+# project-local ones from the machine's server binaries, with data under .data/
+# (PAL_DATA_DIR overrides it). Also records the chosen URLs in .data/services.env
+# (PAL_SERVICES_FILE overrides it), where app/config.py finds them for CLI commands
+# run without DATABASE_URL / REDIS_URL.
 # Usage: eval "$(scripts/ensure-services.sh)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-DATA="$ROOT/.data"
+DATA=${PAL_DATA_DIR:-.data}
+case "$DATA" in /*) ;; *) DATA="$ROOT/$DATA" ;; esac
+SERVICES_FILE=${PAL_SERVICES_FILE:-$DATA/services.env}
 DEFAULT_DB="postgresql://postgres@127.0.0.1:5432/pal"
 DEFAULT_REDIS="redis://127.0.0.1:6379/0"
 LOCAL_PG_PORT=${LOCAL_PG_PORT:-54329}
@@ -74,4 +79,16 @@ if ! reachable "$redis_url"; then
   redis_url="redis://127.0.0.1:$LOCAL_REDIS_PORT/0"
   reachable "$redis_url" || start_local_redis
 fi
+# Written to a temporary file and renamed, so a reader never sees half a file; mode 600,
+# as DATABASE_URL may carry a password. A failure here only costs the CLI its fallback.
+record_services() {
+  local tmp
+  mkdir -p "$(dirname "$SERVICES_FILE")" && tmp=$(mktemp "$SERVICES_FILE.XXXXXX") || return 1
+  if printf '# written by scripts/ensure-services.sh; read by app/config.py\nDATABASE_URL=%s\nREDIS_URL=%s\n' \
+      "$db_url" "$redis_url" >"$tmp" && mv -f "$tmp" "$SERVICES_FILE"; then
+    return 0
+  fi
+  rm -f "$tmp"; return 1
+}
+record_services || say "could not record the services in $SERVICES_FILE"
 echo "export DATABASE_URL='$db_url' REDIS_URL='$redis_url'"
