@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from arq import create_pool
@@ -44,6 +44,11 @@ async def enqueue(function: str, *args: Any, job_id: str | None = None, at: date
     Callers have already committed the work to PostgreSQL, and a cron re-enqueues
     anything Redis lost, so a failure here delays work but never loses it.
     """
+    # arq reads the wall clock to score the job and to set its key's expiry
+    # (defer + 1 day): a time in its past, e.g. a join the reconciler finds late,
+    # would get a negative expiry and be refused, so it runs at once instead.
+    if at is not None and at <= datetime.now(timezone.utc):
+        at = None
     try:
         pool = await arq_pool()
         job = await pool.enqueue_job(function, *args, _job_id=job_id, _defer_until=at)
@@ -52,7 +57,3 @@ async def enqueue(function: str, *args: Any, job_id: str | None = None, at: date
         log.warning("could not enqueue %s%s (%s); the reconciler will retry", function, args, exc)
         return False
 
-
-def join_job_id(join_pk: int, plan_version: int) -> str:
-    """One id per (join, plan version): a re-plan gets a new job, and the old one finds itself stale."""
-    return f"join:{join_pk}:v{plan_version}"

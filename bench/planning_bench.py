@@ -466,20 +466,21 @@ async def redis_used_memory(r) -> int:
 
 async def redis_memory(conn, r, count: int, now: datetime) -> dict[str, Any]:
     """Enqueue `count` deferred run_join jobs for real future joins beyond the window, like the service."""
-    from app.queue import enqueue, join_job_id
+    from app.keys import ARQ_QUEUE, JOB_RUN_JOIN, join_job_id
+    from app.queue import enqueue
     from app.services.joins import ENQUEUE_WINDOW
 
     rows = await conn.fetch("""SELECT id, plan_version, join_at FROM joins WHERE status = 'scheduled' AND join_at > $1
                                ORDER BY join_at LIMIT $2""", now + ENQUEUE_WINDOW, count)
-    queue_before = await r.zcard("arq:queue")
+    queue_before = await r.zcard(ARQ_QUEUE)
     await asyncio.sleep(0.5)
     before = await redis_used_memory(r)
-    zset_before = await r.memory_usage("arq:queue", samples=0) or 0
+    zset_before = await r.memory_usage(ARQ_QUEUE, samples=0) or 0
     lat: list[float] = []
     t0 = time.perf_counter()
     for row in rows:
         t = time.perf_counter()
-        ok = await enqueue("run_join", row["id"], row["plan_version"], job_id=join_job_id(row["id"], row["plan_version"]),
+        ok = await enqueue(JOB_RUN_JOIN, row["id"], row["plan_version"], job_id=join_job_id(row["id"], row["plan_version"]),
                            at=row["join_at"])
         lat.append(time.perf_counter() - t)
         if not ok:
@@ -487,7 +488,7 @@ async def redis_memory(conn, r, count: int, now: datetime) -> dict[str, Any]:
     enqueue_s = time.perf_counter() - t0
     await asyncio.sleep(0.5)
     after = await redis_used_memory(r)
-    zset_after = await r.memory_usage("arq:queue", samples=0) or 0
+    zset_after = await r.memory_usage(ARQ_QUEUE, samples=0) or 0
     sample_ids = [join_job_id(row["id"], row["plan_version"]) for row in rows[:: max(len(rows) // 200, 1)]]
     key_sizes = [await r.memory_usage(f"arq:job:{jid}", samples=0) or 0 for jid in sample_ids]
     ttl = await r.ttl(f"arq:job:{sample_ids[-1]}")
@@ -498,7 +499,7 @@ async def redis_memory(conn, r, count: int, now: datetime) -> dict[str, Any]:
     for i in range(0, len(job_ids), 1000):
         chunk = job_ids[i:i + 1000]
         await r.delete(*[f"arq:job:{j}" for j in chunk])
-        await r.zrem("arq:queue", *chunk)
+        await r.zrem(ARQ_QUEUE, *chunk)
     return {
         "count": len(rows), "queue_before": queue_before, "used_delta_per_job": (after - before) / max(len(rows), 1),
         "key_per_job": statistics.fmean(key_sizes), "zset_per_job": (zset_after - zset_before) / max(len(rows), 1),

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from app.clock import utcnow
+from app.keys import JOB_FLUSH_OUTBOX
 from app.queue import enqueue
 from app.services.inbound import requeue_unprocessed
 from app.services.invites import process_inbound
@@ -23,7 +24,7 @@ async def ingest_message(ctx: dict[str, Any], message_pk: int) -> dict[str, Any]
         await send_due(clock())
     except Exception:
         log.exception("outbox flush after message %s failed; the cron will retry", message_pk)
-        await enqueue("flush_outbox")
+        await enqueue(JOB_FLUSH_OUTBOX)
     return result
 
 

@@ -11,14 +11,17 @@ from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from app.domain.join_state import ACTIVE, LIVE, CancelReason, JoinStatus, went_to_meeting
 from app.domain.meeting_links import GOOGLE_MEET
 from app.domain.occurrences import Occurrence
 
 DEFAULT_LEAD = timedelta(seconds=60)
-SCHEDULED = "scheduled"
+# Shown as the meeting's reason: an all-day event is accepted but has no time to join at.
+ALL_DAY = "all_day"
+SCHEDULED = JoinStatus.SCHEDULED
 # A bot is (about to be) in the meeting: never moved, only stopped.
-ACTIVE_STATUSES = frozenset({"dispatching", "joining", "waiting_room", "in_call"})
-LIVE_STATUSES = ACTIVE_STATUSES | {SCHEDULED}  # anything else is terminal
+ACTIVE_STATUSES = ACTIVE
+LIVE_STATUSES = LIVE  # anything else is terminal
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ExistingJoin:
     start: datetime
     end: datetime
     status: str
+    reason: str | None = None
 
 
 @dataclass
@@ -53,6 +57,12 @@ class JoinChanges:
     move: list[tuple[ExistingJoin, PlannedJoin]] = field(default_factory=list)
     cancel: list[ExistingJoin] = field(default_factory=list)  # stop too, if active
     unchanged: list[ExistingJoin] = field(default_factory=list)
+    missed: list[ExistingJoin] = field(default_factory=list)  # scheduled, never sent, meeting over
+    reasons: dict[int, CancelReason] = field(default_factory=dict)  # join id -> why it is cancelled
+
+    def _cancel(self, e: ExistingJoin, reason: CancelReason) -> None:
+        self.cancel.append(e)
+        self.reasons[e.id] = reason
 
 
 def plan_joins(
@@ -61,7 +71,7 @@ def plan_joins(
     """One join per Google Meet occurrence that has not ended, sorted by join_at."""
     plans: list[PlannedJoin] = []
     for occ in occurrences:
-        if occ.link is None or occ.link.platform != GOOGLE_MEET or occ.end <= now:
+        if occ.link is None or occ.link.platform != GOOGLE_MEET or occ.end <= now or occ.all_day:
             continue
         join_at = occ.start - lead
         if join_at <= now:  # in progress (or about to start): join at once
@@ -71,8 +81,30 @@ def plan_joins(
     return plans
 
 
+def unplanned_reasons(occurrences: Iterable[Occurrence], *, now: datetime) -> dict[str, CancelReason]:
+    """Why occurrences that still exist (and have not ended) get no join: for live joins on them."""
+    reasons: dict[str, CancelReason] = {}
+    for occ in occurrences:
+        if occ.end <= now:
+            continue
+        if occ.link is None or occ.link.platform != GOOGLE_MEET:
+            reasons[occ.recurrence_id] = CancelReason.LINK_CHANGED
+        elif occ.all_day:
+            reasons[occ.recurrence_id] = CancelReason.RESCHEDULED  # moved to an all-day slot
+    return reasons
+
+
+def no_join_reason(*, accepted: bool, all_day: bool) -> str | None:
+    """Why an accepted invitation will never get a join, for the meeting view (None: it will)."""
+    return ALL_DAY if accepted and all_day else None
+
+
 def _same_target(e: ExistingJoin, d: PlannedJoin) -> bool:
     return e.start == d.start and e.end == d.end and e.meeting_url == d.meeting_url
+
+
+def _change_reason(e: ExistingJoin, d: PlannedJoin) -> CancelReason:
+    return CancelReason.LINK_CHANGED if e.meeting_url != d.meeting_url else CancelReason.RESCHEDULED
 
 
 def diff_joins(
@@ -81,6 +113,8 @@ def diff_joins(
     *,
     window_end: datetime | None = None,
     now: datetime | None = None,
+    absent_reason: CancelReason = CancelReason.OCCURRENCE_CANCELLED,
+    unplanned: dict[str, CancelReason] | None = None,
 ) -> JoinChanges:
     """Diff the stored joins of ONE event against plan_joins() output.
 
@@ -95,12 +129,17 @@ def diff_joins(
     * stored live join whose occurrence is not desired -> cancel, except:
       start >= window_end (outside the planning horizon, not re-planned), or
       an active join whose meeting has ended by `now` (it overran; the bot
-      leaves by itself).
-    * terminal joins (anything not live) are history: a desired join with the
-      same start/end/url is not created again (the bot already went); a
-      rescheduled occurrence gets a new join.
+      leaves by itself), or a scheduled join whose meeting has ended by `now`
+      (no bot was ever sent: missed). The reason is `unplanned[rid]` when the
+      occurrence still exists (its link or slot changed), else `absent_reason`
+      (the caller knows whether the event, the PAL or the instance went).
+    * terminal joins are history: a desired join with the same start/end/url
+      is not created again only if a bot really went (went_to_meeting); a
+      cancelled or missed join does not block a re-invitation or a restored
+      EXDATE. A rescheduled occurrence gets a new join.
     * duplicate live joins for one occurrence: the extras are cancelled.
     """
+    unplanned = unplanned or {}
     changes = JoinChanges()
     by_rid: dict[str, list[ExistingJoin]] = {}
     for e in existing:
@@ -114,16 +153,17 @@ def diff_joins(
             key=lambda e: (e.status == SCHEDULED, e.id),  # active first
         )
         if not live:
-            if not any(_same_target(e, d) for e in group):
+            if not any(_same_target(e, d) and went_to_meeting(e.status, e.reason) for e in group):
                 changes.create.append(d)
             continue
         e, extras = live[0], live[1:]
-        changes.cancel.extend(extras)
+        for extra in extras:
+            changes._cancel(extra, CancelReason.DUPLICATE)
         if e.status != SCHEDULED:
             if _same_target(e, d):
                 changes.unchanged.append(e)
             else:
-                changes.cancel.append(e)
+                changes._cancel(e, _change_reason(e, d))
                 changes.create.append(d)
         elif _same_target(e, d) and (
             e.join_at == d.join_at or (now is not None and e.join_at <= now and d.join_at <= now)
@@ -136,11 +176,13 @@ def diff_joins(
         if e.recurrence_id in wanted or e.status not in LIVE_STATUSES:
             continue
         beyond = window_end is not None and e.start >= window_end
-        overran = e.status in ACTIVE_STATUSES and now is not None and e.end <= now
-        if beyond or overran:
+        ended = now is not None and e.end <= now
+        if beyond or (ended and e.status in ACTIVE_STATUSES):
             changes.unchanged.append(e)
+        elif ended:
+            changes.missed.append(e)
         else:
-            changes.cancel.append(e)
+            changes._cancel(e, unplanned.get(e.recurrence_id, absent_reason))
     return changes
 
 

@@ -65,6 +65,7 @@ class Occurrence:
     end: datetime  # UTC
     link: MeetingLink | None  # per occurrence: an override can change the link
     summary: str
+    all_day: bool = False  # a DATE-valued DTSTART: no meeting time, so never joined
 
 
 def _too_dense(master: icalendar.cal.Event, window_end: datetime) -> bool:
@@ -191,7 +192,8 @@ def _expand(event: StoredEvent, window_start: datetime, window_end: datetime, li
         if is_cancelled(comp):
             continue
         rid = comp.get("RECURRENCE-ID")
-        key = rid_key(rid.dt if rid is not None else raw_start, all_day=all_day or is_all_day(comp))
+        whole_day = is_all_day(comp)
+        key = rid_key(rid.dt if rid is not None else raw_start, all_day=all_day or whole_day)
         if key in cancelled or any(len(key) == len(r) and key >= r for r in range_cancels):
             continue
         if single:
@@ -203,6 +205,7 @@ def _expand(event: StoredEvent, window_start: datetime, window_end: datetime, li
                 end=end,
                 link=find_meeting_link(comp),
                 summary=str(comp.get("SUMMARY", "")),
+                all_day=whole_day,
             )
         )
     out.sort(key=lambda o: (o.start, o.recurrence_id))

@@ -55,9 +55,18 @@ class StatusChange:
     at: str
 
 
+@strawberry.type(description="The calendar event a join was planned for.")
+class MeetingRef:
+    event_id: int
+    uid: str
+    summary: str
+
+
 @strawberry.type
 class Join:
     id: int
+    meeting: MeetingRef | None = strawberry.field(
+        description="The invitation this join belongs to; null for a join dispatched by the API.")
     recurrence_id: str | None
     meeting_url: str
     start_at: str
@@ -72,7 +81,8 @@ class Join:
     @classmethod
     def from_view(cls, view: dict[str, Any]) -> "Join":
         history = [_build(StatusChange, h) for h in view["history"]] if "history" in view else None
-        return _build(cls, dict(view, history=history))
+        meeting = _build(MeetingRef, view) if view.get("event_id") is not None else None
+        return _build(cls, dict(view, history=history, meeting=meeting))
 
 
 @strawberry.type

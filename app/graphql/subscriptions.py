@@ -28,8 +28,10 @@ from app.graphql.activity import Conversation, Join
 from app.graphql.context import Info
 from app.graphql.events import PalEvent, PalSnapshot, PalStreamItem
 from app.services.conversations import get_conversation
-from app.services.events import channel, current_state, events_page
-from app.services.joins import get_join
+from app.domain.join_state import status_of_event
+from app.keys import pal_events_channel as channel
+from app.services.events import events_page
+from app.services.joins import current_state, get_join
 from app.services.pals import owned_pal_pk
 
 log = logging.getLogger(__name__)
@@ -190,9 +192,6 @@ def _status_key(view: dict[str, Any]) -> tuple[Any, ...]:
     return (view.get("status"), view.get("reason"), view.get("updated_at"), view.get("join_id"))
 
 
-EVENT_STATUS = {"join_scheduled": "scheduled", "join_rescheduled": "scheduled", "join_cancelled": "cancelled"}
-
-
 def _as_of(view: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
     """The re-read row, but with the status the event reports.
 
@@ -202,7 +201,7 @@ def _as_of(view: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]
     if event is None:
         return view
     payload = event["payload"]
-    status = payload.get("status") or EVENT_STATUS.get(event["kind"])
+    status = status_of_event(event["kind"], payload.get("status"))
     if not status:
         return view
     return {**view, "status": status, "reason": payload.get("reason")}

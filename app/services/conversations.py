@@ -1,4 +1,8 @@
-"""Dispatch by API: send a PAL into a Meet URL now, watch it, and make it leave."""
+"""Dispatch by API: send a PAL into a Meet URL now, watch it, and make it leave.
+
+The join itself belongs to app/services/joins.py; a conversation is the API's
+handle on one join that no calendar planned.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ from typing import Any
 
 from app.domain.errors import Conflict, NotFound, ValidationFailed
 from app.domain.ids import new_public_id
+from app.domain.join_planning import PlannedJoin
+from app.domain.join_state import CancelReason
 from app.domain.meeting_links import classify_url
 from app.domain.decisions import PLATFORM_NAMES
 from app.domain.timefmt import iso_z
-from app.services.events import record_event
 from app.services.faces import get_visible_face
-from app.services.joins import ACTIVE, schedule_job, set_status
-from app.tables import Conversation, Join, JoinStatusChange, Pal
+from app.services.joins import cancel_join, conversation_join, create_join, joining_now
+from app.tables import Conversation, Pal
 
 MAX_URL = 2048
 
@@ -72,25 +77,16 @@ async def create_conversation(account_id: int, data: object, *, now: datetime) -
     if face_id is None:
         raise ValidationFailed("face_id is required when the PAL has no default_face_id.", field="face_id")
     await get_visible_face(account_id, face_id, field="face_id")
-    busy = await Join.select(Join.id).where(
-        (Join.pal == pal["id"]) & (Join.meeting_url == url) & Join.status.is_in(["scheduled", *ACTIVE])
-        & (Join.join_at <= now)).first()
+    busy = await joining_now(pal["id"], url, now)
     if busy:
-        raise Conflict(f"The PAL is already joining or in that meeting (join {busy['id']}).", field="meeting_url")
+        raise Conflict(f"The PAL is already joining or in that meeting (join {busy}).", field="meeting_url")
     rows = await Conversation.insert(Conversation(
         conversation_id=new_public_id("c"), account=account_id, pal=pal["id"], face_id=face_id,
         meeting_url=url, created_at=now)).returning(*Conversation.all_columns())
     conversation = rows[0]
-    joins = await Join.insert(Join(
-        pal=pal["id"], conversation=conversation["id"], recurrence_id="", meeting_url=url, start_at=now,
-        end_at=None, join_at=now, status="scheduled", plan_version=1, created_at=now, updated_at=now,
-    )).returning(*Join.all_columns())
-    join = joins[0]
-    await JoinStatusChange.insert(JoinStatusChange(join=join["id"], status="scheduled", at=now))
-    await record_event(pal["id"], "join_scheduled", {
-        "join_id": join["id"], "conversation_id": conversation["conversation_id"], "meeting_url": url,
-        "join_at": iso_z(now), "start_at": iso_z(now)}, pal_id=pal["pal_id"])
-    await schedule_job(join, now)
+    join = await create_join(pal["id"], PlannedJoin("", now, now, now, url), now,
+                             conversation_pk=conversation["id"], pal_id=pal["pal_id"],
+                             payload={"conversation_id": conversation["conversation_id"]})
     return _view(conversation, join, pal["pal_id"])
 
 
@@ -99,8 +95,7 @@ async def _owned(account_id: int, conversation_id: str) -> tuple[dict[str, Any],
         (Conversation.conversation_id == conversation_id) & (Conversation.account == account_id)).first()
     if conversation is None:
         raise NotFound(f"Conversation {conversation_id!r} not found.", field="conversation_id")
-    join = await Join.select().where(Join.conversation == conversation["id"]).first()
-    return conversation, join, conversation["pal_id"]
+    return conversation, await conversation_join(conversation["id"]), conversation["pal_id"]
 
 
 async def get_conversation(account_id: int, conversation_id: str) -> dict[str, Any]:
@@ -111,9 +106,5 @@ async def end_conversation(account_id: int, conversation_id: str, *, now: dateti
     """Make the PAL leave: a scheduled join is cancelled, a running bot is told to leave."""
     conversation, join, pal_id = await _owned(account_id, conversation_id)
     if join is not None:
-        if join["status"] == "scheduled":
-            join = await set_status(join["id"], "cancelled", "ended by API", now=now, only_from=("scheduled",),
-                                    bump_version=True) or join
-        elif join["status"] in ACTIVE:
-            await Join.update({Join.stop_requested: True, Join.updated_at: now}).where(Join.id == join["id"])
+        join = await cancel_join(join["id"], join["status"], CancelReason.ENDED_BY_API, now=now) or join
     return _view(conversation, join, pal_id)

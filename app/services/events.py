@@ -12,14 +12,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from app.domain.timefmt import iso_z
+from app.keys import pal_events_channel as channel
 from app.redis_client import redis
 from app.tables import Pal, PalEvent
 
 log = logging.getLogger(__name__)
-
-
-def channel(pal_id: str) -> str:
-    return f"pal-events:{pal_id}"
 
 
 def event_view(row: dict[str, Any], pal_id: str) -> dict[str, Any]:
@@ -38,6 +35,7 @@ def event_view(row: dict[str, Any], pal_id: str) -> dict[str, Any]:
 async def record_event(pal_pk: int, kind: str, payload: dict[str, Any], *, pal_id: str | None = None) -> dict[str, Any]:
     """Store one event and publish it; returns the event as subscribers see it."""
     now = datetime.now(timezone.utc)
+    kind = str(kind)
     rows = await PalEvent.insert(PalEvent(pal=pal_pk, kind=kind, payload=payload, created_at=now)).returning(
         PalEvent.id, PalEvent.kind, PalEvent.payload, PalEvent.created_at
     )
@@ -68,17 +66,3 @@ async def last_event_id(pal_pk: int) -> int | None:
         PalEvent.id, ascending=False).first()
     return row["id"] if row else None
 
-
-async def current_state(pal_pk: int, *, limit: int = 50) -> dict[str, Any]:
-    """What a late subscriber needs before streaming: upcoming and live joins, and the log position."""
-    # Imported here: app.services.joins imports this module for record_event.
-    from app.services.joins import ACTIVE, join_view
-    from app.tables import Join
-
-    position = await last_event_id(pal_pk)
-    upcoming = await Join.select().where((Join.pal == pal_pk) & (Join.status == "scheduled")).order_by(
-        Join.join_at).limit(limit)
-    live = await Join.select().where((Join.pal == pal_pk) & Join.status.is_in(list(ACTIVE))).order_by(
-        Join.join_at).limit(limit)
-    return {"last_event_id": position, "upcoming": [join_view(r) for r in upcoming],
-            "live": [join_view(r) for r in live]}

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 
 from app.domain.mime import storable
+from app.keys import JOB_INGEST_MESSAGE, ingest_job_id
 from app.queue import enqueue
 from app.tables import InboundMessage
 
@@ -32,7 +33,7 @@ async def store_message(raw: bytes, *, envelope_from: str, recipients: list[str]
     )).returning(InboundMessage.id)
     message_pk = rows[0]["id"]
     log.info("stored %s message %s from %s for %s (%d bytes)", source, message_pk, envelope_from, recipients, len(raw))
-    await enqueue("ingest_message", message_pk, job_id=f"ingest:{message_pk}")
+    await enqueue(JOB_INGEST_MESSAGE, message_pk, job_id=ingest_job_id(message_pk))
     return message_pk
 
 
@@ -48,6 +49,6 @@ async def requeue_unprocessed(now: datetime) -> int:
             log.error("message %s failed %s times; giving up", row["id"], row["attempts"])
             continue
         # A fresh job id per attempt: arq keeps finished job ids for a while.
-        if await enqueue("ingest_message", row["id"], job_id=f"ingest:{row['id']}:{row['attempts']}"):
+        if await enqueue(JOB_INGEST_MESSAGE, row["id"], job_id=ingest_job_id(row["id"], row["attempts"])):
             count += 1
     return count

@@ -7,6 +7,7 @@ nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from app.config import get_settings
 from app.domain.allowlist import is_allowed
 from app.domain.calendar_state import ApplyResult, Outcome, StoredEvent, apply_message
 from app.domain.decisions import Decision, decide, standing_decision
+from app.domain.join_planning import no_join_reason
+from app.domain.join_state import CancelReason
 from app.domain.invites import InvalidCalendar, ParsedInvite, is_attendee, parse_calendar
 from app.domain.mime import InvalidMessage, MailHeaders, extract_itip, read_headers
 from app.domain.replies import build_reply, reply_address
@@ -143,6 +146,9 @@ async def handle_invite(pal: dict[str, Any], invite: ParsedInvite, method: str, 
         if decision is None:
             allowed = is_allowed(organizer, json_value(pal["allowlist"], []))
             decision = decide(link=invite.link, allowed=allowed, authenticated=authenticated)
+            note = no_join_reason(accepted=decision.decision == "accepted", all_day=invite.is_all_day)
+            if note and invite.has_master:
+                decision = dataclasses.replace(decision, reason=note)
         event_pk, previous = await _save(pal, invite, result, decision, envelope, authenticated, row, now)
     await _announce(pal, invite, method, result, decision, previous, event_pk)
     if method == "REQUEST" and result.outcome in (Outcome.CREATED, Outcome.UPDATED):
@@ -157,7 +163,10 @@ async def _save(pal, invite: ParsedInvite, result: ApplyResult, decision: Decisi
     assert state is not None
     cancelled_whole = result.outcome in (Outcome.CANCELLED, Outcome.REMOVED) or state.cancelled
     final = "cancelled" if cancelled_whole else decision.decision
-    reason = result.reason if cancelled_whole else decision.reason
+    if cancelled_whole:  # the join planner cancels this event's joins with this reason
+        reason = str(CancelReason.REMOVED_FROM_EVENT if result.outcome == Outcome.REMOVED else CancelReason.EVENT_CANCELLED)
+    else:
+        reason = decision.reason
     values = {
         CalendarEvent.organizer: state.organizer,
         CalendarEvent.sequence: state.sequence,

@@ -1,4 +1,9 @@
-"""Join planning and join state: turns stored events into Join rows and queue jobs.
+"""The join's one owner: creation, status changes, stop requests, scheduling and re-planning.
+
+Every part of the service that changes a join comes through here: calendar
+planning (replan_event, reconcile), API conversations, the workers' bot runs
+(app/services/bot_runs.py) and nothing else writes the joins table. Statuses,
+reasons and event kinds come from app/domain/join_state.py.
 
 PostgreSQL holds the plan. Each planned join has a `plan_version`; its arq job id
 carries that version, so a re-plan simply enqueues a new job and the old one,
@@ -17,24 +22,33 @@ from app.config import get_settings
 from app.domain.calendar_state import StoredEvent
 from app.domain.errors import NotFound
 from app.domain.ids import is_serial_id
-from app.domain.join_planning import ExistingJoin, PlannedJoin, diff_joins, overlaps, plan_joins
+from app.domain.join_planning import (
+    ExistingJoin, PlannedJoin, diff_joins, overlaps, plan_joins, unplanned_reasons,
+)
+from app.domain.join_state import (
+    ACTIVE, LIVE, CancelReason, EventKind, FailReason, JoinStatus, event_kind_for,
+)
 from app.domain.occurrences import UnplannableEvent, expand_occurrences
 from app.domain.timefmt import iso_z
-from app.queue import enqueue, join_job_id
-from app.services.events import record_event
+from app.keys import JOB_RUN_JOIN, join_job_id
+from app.queue import enqueue
+from app.services.events import last_event_id, record_event
 from app.services.rows import json_value
 from app.tables import CalendarEvent, Join, JoinStatusChange
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("dispatching", "joining", "waiting_room", "in_call")
-TERMINAL = ("left", "failed", "cancelled")
+# Kept as names for callers that filter rows by status.
+ACTIVE_STATUSES = tuple(sorted(ACTIVE))
+LIVE_STATUSES = tuple(sorted(LIVE))
 # Redis only needs to carry joins that are due soon; the reconciler enqueues the rest
 # as their time approaches, which keeps both the tick and Redis memory small.
 ENQUEUE_WINDOW = timedelta(minutes=15)
 REPLANS_PER_TICK = 2000
 REPLAN_SLACK = timedelta(days=1)
-STATUSES = ("scheduled", *ACTIVE, *TERMINAL)
+DUE_PER_TICK = 5000
+# A conversation has no end time: its "occurrence" is taken to last this long for dedupe.
+OPEN_ENDED = timedelta(hours=4)
 
 
 def stored_event(row: dict[str, Any]) -> StoredEvent:
@@ -49,9 +63,19 @@ def stored_event(row: dict[str, Any]) -> StoredEvent:
     )
 
 
+def _select_joins():
+    """Join rows with the event they belong to (NULL for API conversations)."""
+    return Join.select(*Join.all_columns(), Join.calendar_event.uid.as_alias("event_uid"),
+                       Join.calendar_event.summary.as_alias("event_summary"))
+
+
 def join_view(row: dict[str, Any]) -> dict[str, Any]:
+    event_pk = row.get("calendar_event")
     return {
         "id": row["id"],
+        "event_id": event_pk,
+        "uid": row.get("event_uid") if event_pk else None,
+        "summary": row.get("event_summary") if event_pk else None,
         "recurrence_id": row["recurrence_id"] or None,
         "meeting_url": row["meeting_url"],
         "start_at": iso_z(row["start_at"]),
@@ -65,19 +89,19 @@ def join_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def set_status(join_pk: int, status: str, reason: str | None = None, *, now: datetime,
-                     only_from: tuple[str, ...] | None = None, version: int | None = None,
+                     only_from: tuple[str, ...] | frozenset[str] | None = None, version: int | None = None,
                      bump_version: bool = False, extra: dict[Any, Any] | None = None) -> dict[str, Any] | None:
     """Move a join to `status` (only from given statuses / plan version), log it, emit an event.
 
     Returns the updated row, or None when the conditions did not hold (someone else won).
     """
-    assert status in STATUSES, status
+    status = JoinStatus(status)
     where = Join.id == join_pk
     if only_from:
-        where &= Join.status.is_in(list(only_from))
+        where &= Join.status.is_in([str(s) for s in only_from])
     if version is not None:
         where &= Join.plan_version == version
-    values: dict[Any, Any] = {Join.status: status, Join.reason: reason, Join.updated_at: now}
+    values: dict[Any, Any] = {Join.status: str(status), Join.reason: reason, Join.updated_at: now}
     if bump_version:
         values[Join.plan_version] = Join.plan_version + 1
     values.update(extra or {})
@@ -85,82 +109,137 @@ async def set_status(join_pk: int, status: str, reason: str | None = None, *, no
     if not rows:
         return None
     row = rows[0]
-    await JoinStatusChange.insert(JoinStatusChange(join=join_pk, status=status, reason=reason, at=now))
-    await record_event(row["pal"], status if status != "cancelled" else "join_cancelled",
-                       {"join_id": join_pk, "status": status, "reason": reason,
+    await JoinStatusChange.insert(JoinStatusChange(join=join_pk, status=str(status), reason=reason, at=now))
+    await record_event(row["pal"], event_kind_for(status),
+                       {"join_id": join_pk, "status": str(status), "reason": reason,
                         "meeting_url": row["meeting_url"], "start_at": iso_z(row["start_at"])})
     return row
 
 
-async def schedule_job(row: dict[str, Any], now: datetime) -> None:
-    """Hand a scheduled join to the queue if it is due soon (else the reconciler will)."""
+async def schedule_job(row: dict[str, Any], now: datetime) -> bool:
+    """Hand a scheduled join to the queue if it is due soon (else the reconciler will).
+
+    A join whose meeting is already over ends as failed/missed instead: a worker
+    fleet that was down, or a reconciler catching up, must not send a bot into a
+    finished meeting nor retry it forever. A late join of a running meeting is
+    queued to run at once. Returns True when a job was queued.
+    """
+    if row["end_at"] is not None and row["end_at"] <= now:
+        missed = await set_status(row["id"], JoinStatus.FAILED, FailReason.MISSED, now=now,
+                                  only_from=(JoinStatus.SCHEDULED,), version=row["plan_version"])
+        if missed:
+            log.warning("join %s missed: its meeting ended at %s before a bot was sent",
+                        row["id"], iso_z(row["end_at"]))
+        return False
     if row["join_at"] > now + ENQUEUE_WINDOW:
-        return  # the reconciler enqueues it when it comes due
-    await enqueue("run_join", row["id"], row["plan_version"],
-                  job_id=join_job_id(row["id"], row["plan_version"]), at=row["join_at"])
+        return False  # the reconciler enqueues it when it comes due
+    return await enqueue(JOB_RUN_JOIN, row["id"], row["plan_version"],
+                         job_id=join_job_id(row["id"], row["plan_version"]), at=row["join_at"])
 
 
-async def _is_duplicate(pal_pk: int, event_pk: int | None, plan: PlannedJoin) -> bool:
-    """One bot per (PAL, meeting URL, overlapping time), whichever event planned it first."""
+async def busy_join(pal_pk: int, meeting_url: str, start: datetime, end: datetime | None,
+                    *, except_event: int | None = None) -> int | None:
+    """The live join that already takes this PAL into this meeting at an overlapping time, if any.
+
+    One bot per (PAL, meeting URL, time), whichever event or conversation planned it first."""
     others = await Join.select(Join.id, Join.start_at, Join.end_at, Join.calendar_event).where(
-        (Join.pal == pal_pk) & (Join.meeting_url == plan.meeting_url)
-        & Join.status.is_in(["scheduled", *ACTIVE])
-    )
+        (Join.pal == pal_pk) & (Join.meeting_url == meeting_url) & Join.status.is_in(list(LIVE_STATUSES)))
     for other in others:
-        if event_pk is not None and other["calendar_event"] == event_pk:
+        if except_event is not None and other["calendar_event"] == except_event:
             continue
-        end = other["end_at"] or other["start_at"] + timedelta(hours=4)
-        if overlaps(other["start_at"], end, plan.start, plan.end):
-            return True
-    return False
+        other_end = other["end_at"] or other["start_at"] + OPEN_ENDED
+        if overlaps(other["start_at"], other_end, start, end or start + OPEN_ENDED):
+            return other["id"]
+    return None
 
 
-async def _create(pal_pk: int, event_pk: int, plan: PlannedJoin, now: datetime) -> None:
-    if await _is_duplicate(pal_pk, event_pk, plan):
+async def joining_now(pal_pk: int, meeting_url: str, now: datetime) -> int | None:
+    """A live join taking this PAL into this meeting now (or overdue), if any."""
+    row = await Join.select(Join.id).where(
+        (Join.pal == pal_pk) & (Join.meeting_url == meeting_url) & Join.status.is_in(list(LIVE_STATUSES))
+        & (Join.join_at <= now)).first()
+    return row["id"] if row else None
+
+
+async def create_join(pal_pk: int, plan: PlannedJoin, now: datetime, *, event_pk: int | None = None,
+                      conversation_pk: int | None = None, pal_id: str | None = None,
+                      payload: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Store a scheduled join, log and announce it, and queue it if due soon.
+
+    A calendar join (event_pk) is None when another live join already covers the
+    same meeting (one bot per PAL and meeting), or a concurrent re-plan won the
+    partial unique index. A conversation's caller checks joining_now() itself."""
+    if event_pk is not None and await busy_join(pal_pk, plan.meeting_url, plan.start, plan.end, except_event=event_pk):
         log.info("pal %s: %s at %s already has a bot; not planning a second", pal_pk, plan.meeting_url, plan.start)
-        return
+        return None
     try:
         rows = await Join.insert(Join(
-            pal=pal_pk, calendar_event=event_pk, recurrence_id=plan.recurrence_id, meeting_url=plan.meeting_url,
-            start_at=plan.start, end_at=plan.end, join_at=plan.join_at, status="scheduled", plan_version=1,
-            created_at=now, updated_at=now,
+            pal=pal_pk, calendar_event=event_pk, conversation=conversation_pk, recurrence_id=plan.recurrence_id,
+            meeting_url=plan.meeting_url, start_at=plan.start, end_at=plan.end if event_pk else None,
+            join_at=plan.join_at, status=str(JoinStatus.SCHEDULED), plan_version=1, created_at=now, updated_at=now,
         )).returning(*Join.all_columns())
     except asyncpg.UniqueViolationError:
-        return  # a concurrent re-plan already scheduled this occurrence
+        return None  # a concurrent re-plan already scheduled this occurrence
     row = rows[0]
-    await JoinStatusChange.insert(JoinStatusChange(join=row["id"], status="scheduled", at=now))
-    await record_event(pal_pk, "join_scheduled", {
+    await JoinStatusChange.insert(JoinStatusChange(join=row["id"], status=str(JoinStatus.SCHEDULED), at=now))
+    await record_event(pal_pk, EventKind.JOIN_SCHEDULED, {
         "join_id": row["id"], "join_at": iso_z(row["join_at"]), "start_at": iso_z(row["start_at"]),
-        "meeting_url": row["meeting_url"], "recurrence_id": row["recurrence_id"]})
+        "meeting_url": row["meeting_url"], "recurrence_id": row["recurrence_id"], **(payload or {})},
+        pal_id=pal_id)
     await schedule_job(row, now)
+    return row
 
 
 async def _move(old: ExistingJoin, plan: PlannedJoin, now: datetime) -> None:
     rows = await Join.update({
         Join.meeting_url: plan.meeting_url, Join.start_at: plan.start, Join.end_at: plan.end,
         Join.join_at: plan.join_at, Join.plan_version: Join.plan_version + 1, Join.updated_at: now,
-    }).where((Join.id == old.id) & (Join.status == "scheduled")).returning(*Join.all_columns())
+    }).where((Join.id == old.id) & (Join.status == str(JoinStatus.SCHEDULED))).returning(*Join.all_columns())
     if not rows:
         return
     row = rows[0]
-    await record_event(row["pal"], "join_rescheduled", {
+    await record_event(row["pal"], EventKind.JOIN_RESCHEDULED, {
         "join_id": row["id"], "join_at": iso_z(row["join_at"]), "start_at": iso_z(row["start_at"]),
         "meeting_url": row["meeting_url"], "previous_start_at": iso_z(old.start)})
     await schedule_job(row, now)
 
 
-async def _cancel(old: ExistingJoin, reason: str, now: datetime) -> None:
-    if old.status == "scheduled":
-        await set_status(old.id, "cancelled", reason, now=now, only_from=("scheduled",), bump_version=True)
-    elif old.status in ACTIVE:
-        # A running bot polls this flag and leaves the call.
-        await Join.update({Join.stop_requested: True, Join.updated_at: now}).where(Join.id == old.id)
+async def request_stop(join_pk: int, reason: str, now: datetime) -> bool:
+    """Ask the running bot of a join to leave; it polls the flag (bot_runs.stop_requested)."""
+    rows = await Join.update({Join.stop_requested: True, Join.updated_at: now}).where(
+        (Join.id == join_pk) & Join.status.is_in(list(ACTIVE_STATUSES))
+        & (Join.stop_requested == False)  # noqa: E712
+    ).returning(Join.pal, Join.meeting_url)
+    if rows:
+        await record_event(rows[0]["pal"], EventKind.JOIN_STOP_REQUESTED,
+                           {"join_id": join_pk, "reason": reason, "meeting_url": rows[0]["meeting_url"]})
+    return bool(rows)
+
+
+async def cancel_join(join_pk: int, status: str, reason: str, now: datetime) -> dict[str, Any] | None:
+    """Unplan a join: a scheduled one is cancelled, a running bot is asked to leave."""
+    if status == JoinStatus.SCHEDULED:
+        return await set_status(join_pk, JoinStatus.CANCELLED, reason, now=now,
+                                only_from=(JoinStatus.SCHEDULED,), bump_version=True)
+    if status in ACTIVE:
+        await request_stop(join_pk, reason, now)
+    return None
 
 
 def _existing(row: dict[str, Any]) -> ExistingJoin:
     return ExistingJoin(id=row["id"], recurrence_id=row["recurrence_id"], join_at=row["join_at"],
                         meeting_url=row["meeting_url"], start=row["start_at"],
-                        end=row["end_at"] or row["start_at"], status=row["status"])
+                        end=row["end_at"] or row["start_at"], status=row["status"], reason=row["reason"])
+
+
+def _absent_reason(event: dict[str, Any]) -> CancelReason:
+    """Why joins of an event that plans nothing (or lost an occurrence) are cancelled."""
+    if event["decision"] == "cancelled":
+        stored = event["reason"] or ""
+        return CancelReason(stored) if stored in CancelReason._value2member_map_ else CancelReason.EVENT_CANCELLED
+    if event["decision"] != "accepted":
+        return CancelReason.DECLINED
+    return CancelReason.OCCURRENCE_CANCELLED
 
 
 async def replan_event(event_pk: int, now: datetime) -> dict[str, int]:
@@ -171,7 +250,7 @@ async def replan_event(event_pk: int, now: datetime) -> dict[str, int]:
         return {}
     window_end = now + settings.planning_horizon
     desired: list[PlannedJoin] = []
-    reason = "event cancelled"
+    unplanned = {}
     if event["decision"] == "accepted" and not event["cancelled"]:
         try:
             occurrences = expand_occurrences(stored_event(event), now, window_end)
@@ -182,25 +261,28 @@ async def replan_event(event_pk: int, now: datetime) -> dict[str, int]:
                 CalendarEvent.id == event_pk)
             return {"unplannable": 1}
         desired = plan_joins(occurrences, now=now, lead=settings.join_lead)
-    elif event["decision"] != "cancelled":
-        reason = f"invite {event['decision']}"
+        unplanned = unplanned_reasons(occurrences, now=now)
     rows = await Join.select().where(Join.calendar_event == event_pk)
-    changes = diff_joins([_existing(r) for r in rows], desired, window_end=window_end, now=now)
+    changes = diff_joins([_existing(r) for r in rows], desired, window_end=window_end, now=now,
+                         absent_reason=_absent_reason(event), unplanned=unplanned)
     for plan in changes.create:
-        await _create(event["pal"], event_pk, plan, now)
+        await create_join(event["pal"], plan, now, event_pk=event_pk)
     for old, plan in changes.move:
         await _move(old, plan, now)
     for old in changes.cancel:
-        await _cancel(old, reason, now)
+        await cancel_join(old.id, old.status, changes.reasons[old.id], now)
+    for old in changes.missed:
+        await set_status(old.id, JoinStatus.FAILED, FailReason.MISSED, now=now, only_from=(JoinStatus.SCHEDULED,))
     await CalendarEvent.update({CalendarEvent.planned_until: window_end}).where(CalendarEvent.id == event_pk)
-    return {"created": len(changes.create), "moved": len(changes.move), "cancelled": len(changes.cancel)}
+    return {"created": len(changes.create), "moved": len(changes.move), "cancelled": len(changes.cancel),
+            "missed": len(changes.missed)}
 
 
 async def get_join(account_id: int, join_pk: int) -> dict[str, Any]:
     """One join with its status history, if the account owns its PAL (404 otherwise)."""
     if not is_serial_id(join_pk):
         raise NotFound(f"Join {join_pk} not found.", field="join_id")
-    row = await Join.select(*Join.all_columns(), Join.pal.pal_id.as_alias("pal_id")).where(
+    row = await _select_joins().columns(Join.pal.pal_id.as_alias("pal_id")).where(
         (Join.id == join_pk) & (Join.pal.account == account_id)).first()
     if row is None:
         raise NotFound(f"Join {join_pk} not found.", field="join_id")
@@ -210,22 +292,38 @@ async def get_join(account_id: int, join_pk: int) -> dict[str, Any]:
 
 
 async def joins_for_pal(pal_pk: int, *, limit: int = 200) -> list[dict[str, Any]]:
-    rows = await Join.select().where(Join.pal == pal_pk).order_by(Join.join_at, ascending=False).limit(limit)
+    rows = await _select_joins().where(Join.pal == pal_pk).order_by(Join.join_at, ascending=False).limit(limit)
     return [join_view(r) for r in rows]
 
 
+async def conversation_join(conversation_pk: int) -> dict[str, Any] | None:
+    return await Join.select().where(Join.conversation == conversation_pk).first()
+
+
+async def current_state(pal_pk: int, *, limit: int = 50) -> dict[str, Any]:
+    """What a late subscriber needs before streaming: upcoming and live joins, and the log position."""
+    position = await last_event_id(pal_pk)
+    upcoming = await _select_joins().where(
+        (Join.pal == pal_pk) & (Join.status == str(JoinStatus.SCHEDULED))).order_by(Join.join_at).limit(limit)
+    live = await _select_joins().where(
+        (Join.pal == pal_pk) & Join.status.is_in(list(ACTIVE_STATUSES))).order_by(Join.join_at).limit(limit)
+    return {"last_event_id": position, "upcoming": [join_view(r) for r in upcoming],
+            "live": [join_view(r) for r in live]}
+
+
 async def reconcile(now: datetime) -> dict[str, int]:
-    """The cron: extend every accepted event's horizon and re-enqueue every scheduled join.
+    """The cron: extend every accepted event's horizon and re-enqueue every due scheduled join.
 
     Enqueueing is idempotent (arq refuses a job id that is already queued), so this
-    restores whatever Redis lost without ever doubling a join.
+    restores whatever Redis lost without ever doubling a join. A due join whose
+    meeting is over ends as missed rather than being retried forever.
     """
     settings = get_settings()
     # A series gains at most about one occurrence a day at the horizon's edge, so
     # re-planning daily (not hourly) keeps joins planned >= horizon - 1 day ahead
     # at a 24th of the cost (bench/planning_bench.py).
     stale_before = now + settings.planning_horizon - REPLAN_SLACK
-    extended = 0
+    extended = missed = 0
     # Bounded per tick so one tick stays short; the rest wait for the next minute.
     events = await CalendarEvent.select(CalendarEvent.id).where(
         (CalendarEvent.decision == "accepted") & (CalendarEvent.cancelled == False)  # noqa: E712
@@ -233,17 +331,18 @@ async def reconcile(now: datetime) -> dict[str, int]:
     ).order_by(CalendarEvent.planned_until).limit(REPLANS_PER_TICK)
     for event in events:
         try:
-            await replan_event(event["id"], now)
+            missed += (await replan_event(event["id"], now)).get("missed", 0)
         except Exception:  # one bad event must not stop planning for every other PAL
             log.exception("reconcile: re-planning event %s failed", event["id"])
             continue
         extended += 1
     requeued = 0
-    due = await Join.select(Join.id, Join.plan_version, Join.join_at).where(
-        (Join.status == "scheduled") & (Join.join_at <= now + ENQUEUE_WINDOW)
-    )
+    due = await Join.select(Join.id, Join.plan_version, Join.join_at, Join.end_at).where(
+        (Join.status == str(JoinStatus.SCHEDULED)) & (Join.join_at <= now + ENQUEUE_WINDOW)
+    ).order_by(Join.join_at).limit(DUE_PER_TICK)
     for row in due:
-        if await enqueue("run_join", row["id"], row["plan_version"],
-                         job_id=join_job_id(row["id"], row["plan_version"]), at=row["join_at"]):
+        if row["end_at"] is not None and row["end_at"] <= now:
+            missed += 1
+        if await schedule_job(row, now):
             requeued += 1
-    return {"events_replanned": extended, "jobs_enqueued": requeued}
+    return {"events_replanned": extended, "jobs_enqueued": requeued, "joins_missed": missed}

@@ -39,15 +39,20 @@ async def test_meetings_and_joins_visible_on_both_apis(client, api_key, other_ap
     join_id = joins[0]["id"]
     one = (await client.get(f"/v2/joins/{join_id}", headers={"x-api-key": api_key})).json()
     assert [h["status"] for h in one["history"]] == ["scheduled"]
+    # A join says which meeting it belongs to.
+    assert (one["event_id"], one["uid"], one["summary"]) == (accepted["event_id"], accepted["uid"], "Weekly sync")
+    assert (joins[0]["event_id"], joins[0]["summary"]) == (accepted["event_id"], "Weekly sync")
 
     data = await graphql(client, api_key, """query($id: String!, $join: Int!) {
         pal(palId: $id) { meetings { decision platform reason occurrences { startAt meetingUrl } }
-                          joins { id status joinAt } }
-        join(id: $join) { status history { status } } }""", id=pal_id, join=join_id)
+                          joins { id status joinAt meeting { eventId uid summary } } }
+        join(id: $join) { status history { status } meeting { eventId uid summary } } }""", id=pal_id, join=join_id)
     assert "errors" not in data, data
     assert sorted(m["decision"] for m in data["data"]["pal"]["meetings"]) == ["accepted", "declined", "rejected"]
     assert data["data"]["pal"]["joins"][0]["joinAt"] == joins[0]["join_at"]
     assert data["data"]["join"]["history"] == [{"status": "scheduled"}]
+    ref = {"eventId": accepted["event_id"], "uid": accepted["uid"], "summary": "Weekly sync"}
+    assert data["data"]["join"]["meeting"] == ref and data["data"]["pal"]["joins"][0]["meeting"] == ref
 
     # Another account sees none of it.
     assert (await client.get(f"/v2/pals/{pal_id}/meetings", headers={"x-api-key": other_api_key})).status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.tables import Join
+from app.keys import ARQ_QUEUE
 
 FACE = "r90bbd427f71"
 
@@ -53,7 +54,7 @@ async def test_dispatch_enqueues_at_once_and_end_cancels(client, api_key, pal_id
     body = response.json()
     assert body["conversation_id"].startswith("c") and body["status"] == "scheduled"
     assert body["meeting_url"] == "https://meet.google.com/xgq-epxn-ccp"
-    queued = await redis_queue.zrange("arq:queue", 0, -1)
+    queued = await redis_queue.zrange(ARQ_QUEUE, 0, -1)
     assert f"join:{body['join_id']}:v1".encode() in queued
     # A second dispatch to the same Meet while the first is pending is refused.
     again = await post(client, api_key, {"pal_id": pal_id, "meeting_url": url})
@@ -85,4 +86,4 @@ async def test_graphql_conversation_life_cycle(client, api_key, other_api_key, p
     assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     ended = await graphql(client, api_key, "mutation($c: String!) { endConversation(conversationId: $c) { status reason } }",
                           c=conversation["conversationId"])
-    assert ended["data"]["endConversation"] == {"status": "cancelled", "reason": "ended by API"}
+    assert ended["data"]["endConversation"] == {"status": "cancelled", "reason": "ended_by_api"}

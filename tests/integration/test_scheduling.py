@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from app.config import reset_settings
-from app.queue import join_job_id
+from app.keys import ARQ_QUEUE, join_job_id
 from app.services import pals as pal_service
 from app.services.accounts import create_account
 from app.services.inbound import store_message
 from app.services.invites import process_inbound
 from app.services.joins import reconcile
 from app.services.meetings import meetings_for_pal
-from app.tables import CalendarEvent, Join
+from app.tables import CalendarEvent, Join, PalEvent
 from tests.invite_factory import calendar, invite_email, vevent
 
 PAL = "acme-anna@tavusinvite.com"
 ORG = "alex@acme.com"
 MEET = "https://meet.google.com/abc-defg-hij"
-NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
-QUEUE = "arq:queue"
+# The services get NOW as their clock, but arq scores and expires jobs by the wall
+# clock, so NOW is relative to the real now: a day ahead, on a whole minute, so every
+# time these tests plan (NOW - 3 h at the earliest) is still ahead of the wall clock
+# however long the suite runs, on any date.
+NOW = (datetime.now(timezone.utc) + timedelta(days=1)).replace(second=0, microsecond=0)
+QUEUE = ARQ_QUEUE
 
 
 @pytest.fixture
@@ -293,3 +298,115 @@ async def test_an_unexpandable_event_does_not_stop_planning_for_others(pal, redi
     # The owner's listing still shows both events; the bad one just has no occurrences.
     listed = {m["uid"]: m["occurrences"] for m in await meetings_for_pal(bad["pal"], NOW)}
     assert listed["bad@google.com"] == [] and len(listed["good@google.com"]) == 1
+
+
+# --- the organizer's side, as sabre/vobject's iTIP Broker sends it -------------------------
+
+COLLEAGUE = "sam@acme.com"
+
+
+def guest_event(sequence: int, *, attendees=(PAL, COLLEAGUE), dtstamp_min: int = 0, **kw) -> str:
+    return vevent(uid="evt-1@google.com", start=NOW + timedelta(hours=2), end=NOW + timedelta(hours=2, minutes=30),
+                  organizer=ORG, attendees=list(attendees), sequence=sequence,
+                  dtstamp=NOW + timedelta(minutes=dtstamp_min), **kw)
+
+
+@pytest.mark.parametrize("cancel_status, reason", [("CONFIRMED", "removed_from_event"),
+                                                   ("CANCELLED", "event_cancelled")])
+async def test_removed_from_the_guests_then_invited_again_is_planned_again(pal, redis_queue, smtp_sink,
+                                                                           cancel_status, reason):
+    await deliver("REQUEST", guest_event(0))
+    [first] = await live_joins()
+    # The organizer drops the PAL: a CANCEL addressed to it alone, SEQUENCE 2.
+    await deliver("CANCEL", guest_event(2, attendees=[PAL], status=cancel_status, dtstamp_min=1),
+                  now=NOW + timedelta(minutes=1))
+    assert await live_joins() == []
+    cancelled = await Join.select().where(Join.id == first["id"]).first()
+    assert (cancelled["status"], cancelled["reason"]) == ("cancelled", reason)
+    # ...then invites it again: same time and link, SEQUENCE 3, PARTSTAT NEEDS-ACTION.
+    result = await deliver("REQUEST", guest_event(3, dtstamp_min=2), now=NOW + timedelta(minutes=2))
+    assert result["outcomes"][0]["decision"] == "accepted", result
+    [again] = await live_joins()
+    assert again["id"] != first["id"] and again["status"] == "scheduled"
+    assert again["start_at"] == first["start_at"] and again["meeting_url"] == first["meeting_url"]
+    [listed] = await meetings_for_pal(again["pal"], NOW + timedelta(minutes=2))
+    assert listed["decision"] == "accepted" and len(listed["occurrences"]) == 1
+
+
+async def test_exdate_taken_back_plans_that_day_again(pal, redis_queue):
+    first = NOW + timedelta(days=1)
+    weekly = dict(start=first, rrule="FREQ=WEEKLY;COUNT=3")
+    await deliver("REQUEST", event(**weekly))
+    day = first + timedelta(weeks=1)
+    await deliver("REQUEST", event(**weekly, exdates=[day], sequence=1, dtstamp=NOW + timedelta(minutes=1)),
+                  now=NOW + timedelta(minutes=1))
+    assert [j["start_at"] for j in await live_joins()] == [first, first + timedelta(weeks=2)]
+    [gone] = await Join.select().where(Join.status == "cancelled")
+    assert (gone["start_at"], gone["reason"]) == (day, "occurrence_cancelled")
+    # A later REQUEST no longer has the EXDATE: the day is back, and so is its join.
+    await deliver("REQUEST", event(**weekly, sequence=3, dtstamp=NOW + timedelta(minutes=2)),
+                  now=NOW + timedelta(minutes=2))
+    assert [j["start_at"] for j in await live_joins()] == [first + timedelta(weeks=w) for w in range(3)]
+    [listed] = await meetings_for_pal(gone["pal"], NOW + timedelta(minutes=2))
+    assert day.isoformat().replace("+00:00", "Z") in [o["start_at"] for o in listed["occurrences"]]
+
+
+async def test_all_day_event_is_accepted_with_no_join(pal, redis_queue, smtp_sink):
+    day = (NOW + timedelta(days=2)).date()
+    all_day = (f"BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:{day:%Y%m%d}\r\nDTEND;VALUE=DATE:{day + timedelta(days=1):%Y%m%d}\r\n"
+               f"DTSTAMP:{NOW:%Y%m%dT%H%M%SZ}\r\nORGANIZER:mailto:{ORG}\r\nUID:offsite@google.com\r\n"
+               f"ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:{PAL}\r\nX-GOOGLE-CONFERENCE:{MEET}\r\n"
+               "SEQUENCE:0\r\nSUMMARY:Offsite\r\nEND:VEVENT")
+    result = await deliver("REQUEST", all_day)
+    assert result["outcomes"][0]["decision"] == "accepted", result
+    assert await Join.count() == 0
+    [listed] = await meetings_for_pal((await CalendarEvent.select().first())["pal"], NOW)
+    assert (listed["decision"], listed["reason"]) == ("accepted", "all_day")
+
+
+async def test_instance_and_link_cancel_reasons(pal, redis_queue):
+    first = NOW + timedelta(days=1)
+    await deliver("REQUEST", event(start=first, rrule="FREQ=DAILY;COUNT=2"))
+    cancel = event(start=first, recurrence_id=first, sequence=1, status="CANCELLED", link=None,
+                   dtstamp=NOW + timedelta(minutes=1))
+    await deliver("CANCEL", cancel, now=NOW + timedelta(minutes=1))
+    # The series moves to Zoom: the remaining join is unplanned because its link changed.
+    await deliver("REQUEST", event(start=first, rrule="FREQ=DAILY;COUNT=2", link="https://zoom.us/j/123",
+                                   sequence=2, dtstamp=NOW + timedelta(minutes=2)), now=NOW + timedelta(minutes=2))
+    reasons = [j["reason"] for j in await Join.select().where(Join.status == "cancelled").order_by(Join.start_at)]
+    assert reasons in (["occurrence_cancelled", "link_changed"], ["occurrence_cancelled", "declined"])
+
+
+# --- late and missed joins: the wall clock, not a fixed date --------------------------------
+
+
+async def test_join_whose_meeting_ended_while_no_worker_ran_ends_as_missed(pal, redis_queue):
+    wall = datetime.now(timezone.utc)
+    then = wall - timedelta(days=2)
+    await deliver("REQUEST", event(start=then + timedelta(minutes=10), dtstamp=then), now=then)
+    [join] = await live_joins()
+    await redis_queue.flushdb()  # and Redis lost its job
+    result = await reconcile(wall)
+    assert (result["jobs_enqueued"], result["joins_missed"]) == (0, 1)
+    row = await Join.select().where(Join.id == join["id"]).first()
+    assert (row["status"], row["reason"]) == ("failed", "missed")
+    events = await PalEvent.select().where(PalEvent.kind == "failed")
+    assert [e["payload"]["reason"] if isinstance(e["payload"], dict) else json.loads(e["payload"])["reason"]
+            for e in events] == ["missed"]
+    again = await reconcile(wall + timedelta(minutes=1))  # said once, not every tick
+    assert again["joins_missed"] == 0 and await PalEvent.count().where(PalEvent.kind == "failed") == 1
+
+
+async def test_late_join_of_a_running_meeting_is_queued_to_run_now(pal, redis_queue):
+    wall = datetime.now(timezone.utc)
+    then = wall - timedelta(days=2)
+    # A three-day workshop that the fleet (and Redis) missed the start of.
+    await deliver("REQUEST", event(start=then + timedelta(minutes=10), duration=timedelta(days=3), dtstamp=then),
+                  now=then)
+    [join] = await live_joins()
+    await redis_queue.flushdb()
+    result = await reconcile(wall)
+    assert result["jobs_enqueued"] == 1
+    score = await queued_at(redis_queue, join)
+    assert score is not None and abs((score - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert (await Join.select().where(Join.id == join["id"]).first())["status"] == "scheduled"

@@ -9,9 +9,12 @@ from app.domain.join_planning import (
     PlannedJoin,
     dedupe_key,
     diff_joins,
+    no_join_reason,
     overlaps,
     plan_joins,
+    unplanned_reasons,
 )
+from app.domain.join_state import CancelReason
 from app.domain.meeting_links import MeetingLink
 from app.domain.occurrences import Occurrence
 
@@ -31,8 +34,8 @@ def plan(rid: str, start: datetime, *, join_at: datetime | None = None, minutes:
     return PlannedJoin(rid, join_at or start - MIN, start, start + timedelta(minutes=minutes), url)
 
 
-def existing(id: int, p: PlannedJoin, status: str = "scheduled") -> ExistingJoin:
-    return ExistingJoin(id, p.recurrence_id, p.join_at, p.meeting_url, p.start, p.end, status)
+def existing(id: int, p: PlannedJoin, status: str = "scheduled", reason: str | None = None) -> ExistingJoin:
+    return ExistingJoin(id, p.recurrence_id, p.join_at, p.meeting_url, p.start, p.end, status, reason)
 
 
 # --- plan_joins ---------------------------------------------------------------------------
@@ -154,23 +157,64 @@ def test_diff_active_join_of_overrunning_meeting_not_cancelled() -> None:
     now = a.end + 10 * MIN  # plan_joins no longer lists it: it has "ended"
     ch = diff_joins([existing(1, a, "in_call")], plan_joins([occ("a", T0)], now=now), now=now)
     assert ch.cancel == [] and [e.id for e in ch.unchanged] == [1]
-    # a scheduled join that never ran for an ended occurrence is cancelled
-    assert [e.id for e in diff_joins([existing(2, a)], [], now=now).cancel] == [2]
+    # a scheduled join that never ran for an ended occurrence was missed, not cancelled
+    ch = diff_joins([existing(2, a)], [], now=now)
+    assert ch.cancel == [] and [e.id for e in ch.missed] == [2]
 
 
-def test_diff_terminal_joins_are_history() -> None:
+def test_diff_a_bot_that_went_blocks_the_same_target_again() -> None:
     a = plan("a", T0)
-    ch = diff_joins([existing(1, a, "completed")], [a])
-    assert ch.create == [] and ch.cancel == [] and ch.unchanged == []
+    for ran in (existing(1, a, "left"), existing(1, a, "failed", reason="not_admitted")):
+        ch = diff_joins([ran], [a])
+        assert ch.create == [] and ch.cancel == [] and ch.unchanged == []
     moved = plan("a", T0 + timedelta(days=1))
     assert diff_joins([existing(1, a, "failed")], [moved]).create == [moved]
     assert diff_joins([existing(1, a, "cancelled")], []).cancel == []
+
+
+def test_diff_a_cancelled_or_missed_join_does_not_block_planning_it_again() -> None:
+    # Re-invited after a removal, or an EXDATE taken back: the same start, end and link.
+    a = plan("a", T0)
+    for never_ran in (existing(1, a, "cancelled", reason="removed_from_event"),
+                      existing(1, a, "cancelled", reason="occurrence_cancelled"),
+                      existing(1, a, "failed", reason="missed")):
+        assert diff_joins([never_ran], [a]).create == [a]
 
 
 def test_diff_duplicate_live_joins_extras_cancelled() -> None:
     a = plan("a", T0)
     ch = diff_joins([existing(1, a), existing(2, a, "in_call")], [a])
     assert [e.id for e in ch.unchanged] == [2] and [e.id for e in ch.cancel] == [1]
+    assert ch.reasons == {1: "duplicate"}
+
+
+def test_diff_cancel_reasons_say_what_happened() -> None:
+    a, b = plan("a", T0), plan("b", T0 + timedelta(days=1))
+    # A running bot whose occurrence moved, or whose link changed.
+    ch = diff_joins([existing(1, a, "in_call")], [plan("a", T0 + 5 * MIN)])
+    assert ch.reasons == {1: "rescheduled"}
+    ch = diff_joins([existing(1, a, "in_call")], [plan("a", T0, url=MEET2)])
+    assert ch.reasons == {1: "link_changed"}
+    # An instance that is gone from a live series (CANCEL or EXDATE) is the default.
+    ch = diff_joins([existing(1, a), existing(2, b)], [b])
+    assert ch.reasons == {1: "occurrence_cancelled"}
+    # The caller knows when the whole event went, or the PAL was removed from it.
+    for why in (CancelReason.EVENT_CANCELLED, CancelReason.REMOVED_FROM_EVENT):
+        ch = diff_joins([existing(1, a), existing(2, b)], [], absent_reason=why)
+        assert ch.reasons == {1: why, 2: why}
+    # An occurrence that still exists but lost its Meet link.
+    unplanned = unplanned_reasons([occ("a", T0, url="https://zoom.us/j/1", platform="zoom")], now=T0 - MIN)
+    ch = diff_joins([existing(1, a)], [], unplanned=unplanned)
+    assert ch.reasons == {1: "link_changed"}
+
+
+def test_all_day_occurrences_get_no_join() -> None:
+    day = Occurrence("20240304", T0.replace(hour=0), T0.replace(hour=0) + timedelta(days=1),
+                     MeetingLink(MEET, "google_meet"), "Offsite", all_day=True)
+    assert plan_joins([day], now=T0 - timedelta(days=2)) == []
+    assert no_join_reason(accepted=True, all_day=True) == "all_day"
+    assert no_join_reason(accepted=True, all_day=False) is None
+    assert no_join_reason(accepted=False, all_day=True) is None
 
 
 # --- helpers ------------------------------------------------------------------------------

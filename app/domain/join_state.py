@@ -1,0 +1,84 @@
+"""The join's life, defined once: statuses, why a join ended, event kinds, transitions.
+
+Pure, no I/O. The service that owns join state (app/services/joins.py), the
+planner, conversations, workers and subscriptions all use these names, so a status
+or an event kind is spelled in exactly one place. Values are ``StrEnum`` members:
+they are stored, logged and sent over the APIs as their plain strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JoinStatus(StrEnum):
+    SCHEDULED = "scheduled"      # planned; a queue job runs it at join_at
+    DISPATCHING = "dispatching"  # a worker claimed it and is starting the browser
+    JOINING = "joining"          # the browser is on the Meet's pre-join page
+    WAITING_ROOM = "waiting_room"
+    IN_CALL = "in_call"
+    LEFT = "left"                # the bot was in the meeting and left
+    FAILED = "failed"
+    CANCELLED = "cancelled"      # never ran: unplanned before its time
+
+
+ACTIVE = frozenset({JoinStatus.DISPATCHING, JoinStatus.JOINING, JoinStatus.WAITING_ROOM, JoinStatus.IN_CALL})
+LIVE = ACTIVE | {JoinStatus.SCHEDULED}
+TERMINAL = frozenset(JoinStatus) - LIVE
+
+
+class CancelReason(StrEnum):
+    """Why a join that had not run was cancelled (or a running bot asked to leave)."""
+
+    EVENT_CANCELLED = "event_cancelled"            # the organizer cancelled the whole event
+    OCCURRENCE_CANCELLED = "occurrence_cancelled"  # a CANCEL or EXDATE for this instance
+    REMOVED_FROM_EVENT = "removed_from_event"      # the PAL is no longer an attendee
+    RESCHEDULED = "rescheduled"                    # a running bot's occurrence moved
+    LINK_CHANGED = "link_changed"                  # a running bot's meeting link changed
+    DUPLICATE = "duplicate"                        # another join already covers this meeting
+    DECLINED = "declined"                          # the invitation is no longer accepted
+    ENDED_BY_API = "ended_by_api"                  # POST /v2/conversations/{id}/end
+
+
+class FailReason(StrEnum):
+    """Failures decided by the service itself; the bot adds its own (workers/meet_bot/models.py)."""
+
+    MISSED = "missed"              # the occurrence ended before any bot could be sent
+    WORKER_LOST = "worker_lost"    # the worker died and the meeting is over
+    DUPLICATE_BOT = "duplicate_bot"  # another bot already holds this join's lease
+
+
+# A failure with one of these reasons never reached the meeting.
+FAILED_BEFORE_DISPATCH = frozenset({FailReason.MISSED})
+
+
+class EventKind(StrEnum):
+    """Kinds of rows in the PAL event log that concern joins."""
+
+    JOIN_SCHEDULED = "join_scheduled"
+    JOIN_RESCHEDULED = "join_rescheduled"
+    JOIN_CANCELLED = "join_cancelled"
+    JOIN_STOP_REQUESTED = "join_stop_requested"
+
+
+def event_kind_for(status: JoinStatus | str) -> str:
+    """The event logged when a join enters `status`: the status itself, except cancellation."""
+    return EventKind.JOIN_CANCELLED if status == JoinStatus.CANCELLED else str(status)
+
+
+def status_of_event(kind: str, payload_status: str | None) -> str | None:
+    """The join status an event announces (subscriptions turn events back into statuses)."""
+    if payload_status:
+        return payload_status
+    return {EventKind.JOIN_SCHEDULED: JoinStatus.SCHEDULED, EventKind.JOIN_RESCHEDULED: JoinStatus.SCHEDULED,
+            EventKind.JOIN_CANCELLED: JoinStatus.CANCELLED}.get(kind)
+
+
+def went_to_meeting(status: str, reason: str | None) -> bool:
+    """Did a bot really run for this join? Only then does it block planning the same target again.
+
+    A cancelled join never ran, and a missed one was never sent: an organizer who
+    re-invites the PAL, or restores an EXDATE'd day, gets a new join."""
+    if status == JoinStatus.LEFT:
+        return True
+    return status == JoinStatus.FAILED and reason not in FAILED_BEFORE_DISPATCH
