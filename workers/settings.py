@@ -9,16 +9,21 @@ from arq import cron, func
 
 from app import db
 from app.config import get_settings
+from app.keys import JOB_FLUSH_OUTBOX, JOB_INGEST_MESSAGE, JOB_RUN_JOIN
 from app.queue import redis_settings
 from app.redis_client import close_redis
+from app.services.bot_runs import RECOVER_EVERY_SECONDS
 from workers.joins import run_join
 from workers.mail import flush_outbox, ingest_message, requeue_messages
 from workers.meet_bot.procs import _stat, descendants, kill_all, pids_with_arg
 from workers.meet_bot.slots import BotSlots
-from workers.scheduler import reconcile_joins
+from workers.scheduler import reconcile_joins, recover_bots
 
 log = logging.getLogger(__name__)
 EVERY_MINUTE = set(range(60))
+# A worker killed mid-call is noticed when its bot's lease expires; this cron then sends the
+# PAL back (app/services/bot_runs.py, bench/rejoin_bench.py).
+RECOVER_SECONDS = set(range(0, 60, RECOVER_EVERY_SECONDS))
 MAX_MEETING_SECONDS = 6 * 3600
 
 
@@ -48,14 +53,17 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 class WorkerSettings:
     functions = [
-        func(ingest_message, max_tries=5),
-        func(flush_outbox, keep_result=0, max_tries=1),
-        # Retries only come from "all bot slots busy"; a join is claimed before it runs,
-        # so a retried job can never start a second bot.
-        func(run_join, timeout=MAX_MEETING_SECONDS, keep_result=0, max_tries=10_000),
+        func(ingest_message, name=JOB_INGEST_MESSAGE, max_tries=5),
+        func(flush_outbox, name=JOB_FLUSH_OUTBOX, keep_result=0, max_tries=1),
+        # Retries only come from "all bot slots busy" or "the previous run still holds the
+        # join's lease"; a join is leased and claimed before it runs, so a retried job can
+        # never start a second bot.
+        func(run_join, name=JOB_RUN_JOIN, timeout=MAX_MEETING_SECONDS, keep_result=0, max_tries=10_000),
     ]
     cron_jobs = [
         cron(reconcile_joins, minute=EVERY_MINUTE, second=0, run_at_startup=True, keep_result=0, max_tries=1, unique=True),
+        cron(recover_bots, second=RECOVER_SECONDS, run_at_startup=True, keep_result=0, max_tries=1, unique=True,
+             timeout=60),
         cron(requeue_messages, minute=EVERY_MINUTE, second=30, keep_result=0, max_tries=1, unique=True),
         cron(flush_outbox, name="cron:flush_outbox", minute=EVERY_MINUTE, second=15, keep_result=0, max_tries=1, unique=True),
     ]

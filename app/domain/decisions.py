@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.domain.meeting_links import MeetingLink
+from app.domain.platforms import display_name, is_joinable, is_known, joinable_names, not_joinable_names
 
-PLATFORM_NAMES = {"zoom": "Zoom", "teams": "Microsoft Teams"}
+# Recognised platforms we cannot join yet, by key -> display name (from app/domain/platforms.py).
+PLATFORM_NAMES = not_joinable_names()
 
 
 @dataclass(frozen=True)
@@ -24,13 +26,14 @@ def decide(*, link: MeetingLink | None, allowed: bool, authenticated: bool) -> D
         # A decline to an unauthenticated address could be backscatter to a spoofed victim.
         return Decision("rejected", "DECLINED", "organizer is not on the PAL's allowlist", None,
                         send_reply=authenticated)
-    if link is None or link.platform == "other":
-        return Decision("declined", "DECLINED", "no Google Meet link in the invitation",
-                        "This invitation has no Google Meet link, so there is nothing to join.", True)
-    if link.platform in PLATFORM_NAMES:
-        name = PLATFORM_NAMES[link.platform]
+    supported = joinable_names()
+    if link is None or not is_known(link.platform):
+        return Decision("declined", "DECLINED", f"no {supported} link in the invitation",
+                        f"This invitation has no {supported} link, so there is nothing to join.", True)
+    if not is_joinable(link.platform):
+        name = display_name(link.platform)
         return Decision("declined", "DECLINED", f"{name} is not supported yet",
-                        f"{name} meetings are not supported yet; only Google Meet is.", True)
+                        f"{name} meetings are not supported yet; only {supported} is.", True)
     return Decision("accepted", "ACCEPTED", None, None, True)
 
 

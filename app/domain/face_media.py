@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 
 from app.domain.errors import ValidationFailed
 
@@ -11,6 +13,14 @@ MAX_AUDIO_BYTES = 8 * 1024 * 1024
 MAX_NAME = 100
 VOICE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_\-]{0,49}$")  # an espeak-ng voice, e.g. en-us+f3
 _Y4M_HEADER = re.compile(rb"^YUV4MPEG2 (?:[^\n]* )?W(\d+) H(\d+)")
+
+
+@dataclass(frozen=True)
+class FaceMedia:
+    """What Chromium's fake camera and microphone play: a y4m video and a wav voice."""
+
+    video_path: Path
+    audio_path: Path
 
 
 def check_face_fields(name: object, voice: object) -> tuple[str, str]:

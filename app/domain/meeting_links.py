@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from app.domain.platforms import KNOWN_PLATFORMS, Platform
+
 if TYPE_CHECKING:  # pragma: no cover
     import icalendar.cal
 
-GOOGLE_MEET = "google_meet"
-ZOOM = "zoom"
-TEAMS = "teams"
-OTHER = "other"
-KNOWN_PLATFORMS = frozenset({GOOGLE_MEET, ZOOM, TEAMS})
+# The platforms themselves are listed in app/domain/platforms.py; these names stay importable.
+GOOGLE_MEET = Platform.GOOGLE_MEET
+ZOOM = Platform.ZOOM
+TEAMS = Platform.TEAMS
+OTHER = Platform.OTHER
 
 # Characters that can't be part of a URL in free text; also excludes the
 # backslash so iCalendar escapes ("\,") and "<url>" wrappers end a match.

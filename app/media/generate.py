@@ -20,7 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from workers.meet_bot.models import FaceMedia
+from app.config import get_settings
+from app.domain.face_media import FaceMedia
 
 WIDTH, HEIGHT, FPS, SECONDS = 320, 240, 12, 4
 # Bump when the drawing or the greeting changes, so caches regenerate.
@@ -34,9 +35,9 @@ class MediaToolMissing(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """FACE_MEDIA_CACHE_DIR, else a folder under the system temp dir."""
-    env = os.environ.get("FACE_MEDIA_CACHE_DIR")
-    return Path(env) if env else Path(tempfile.gettempdir()) / "pal-face-media"
+    """FACE_MEDIA_CACHE_DIR (Settings.face_media_cache_dir), else a folder under the system temp dir."""
+    configured = get_settings().face_media_cache_dir
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "pal-face-media"
 
 
 def greeting(display_name: str) -> str:

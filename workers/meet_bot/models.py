@@ -5,7 +5,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+
+from app.domain.face_media import FaceMedia  # defined app-side (app/media makes it too); re-exported
+
+__all__ = ["BotResult", "BotSettings", "FaceMedia", "FAILED_REASONS", "LEFT_REASONS", "parse_browser_args", "utcnow"]
 
 # Final reasons, grouped by status (the caller stores them verbatim).
 LEFT_REASONS = frozenset({"meeting_ended", "removed", "everyone_left", "end_time_reached", "stopped"})
@@ -13,14 +16,6 @@ FAILED_REASONS = frozenset({
     "denied", "no_response", "blocked", "invalid_meeting", "waiting_room_timeout",
     "browser_crash", "join_button_not_found", "sign_in_required", "meeting_unreachable",
 })
-
-
-@dataclass(frozen=True)
-class FaceMedia:
-    """What Chromium's fake camera and microphone play: a y4m video and a wav voice."""
-
-    video_path: Path
-    audio_path: Path
 
 
 @dataclass(frozen=True)
