@@ -16,8 +16,8 @@ from arq import Retry
 
 from app.clock import utcnow
 from app.config import get_settings
-from app.domain.join_state import JoinStatus
-from app.domain.platforms import UNSUPPORTED_PLATFORM, display_name
+from app.domain.join_state import FailReason, JoinStatus
+from app.domain.platforms import display_name
 from app.services import bot_runs
 from workers.bots import bot_for
 from workers.meet_bot.models import BotSettings, parse_browser_args
@@ -49,8 +49,8 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
     bot = bot_for(run.platform)
     if bot is None:
         log.warning("join %s: no bot joins %s meetings (%s)", join_pk, display_name(run.platform), run.meeting_url)
-        await bot_runs.finish(run, JoinStatus.FAILED, UNSUPPORTED_PLATFORM, now=clock())
-        return f"failed:{UNSUPPORTED_PLATFORM}"
+        await bot_runs.finish(run, JoinStatus.FAILED, FailReason.UNSUPPORTED_PLATFORM, now=clock())
+        return f"failed:{FailReason.UNSUPPORTED_PLATFORM}"
 
     stop, lost = asyncio.Event(), asyncio.Event()
     tasks = [asyncio.create_task(bot_runs.keep_lease(run, lost=lost, stop=stop)),

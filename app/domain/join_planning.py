@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from app.domain.join_state import ACTIVE, LIVE, CancelReason, JoinStatus, went_to_meeting
-from app.domain.meeting_links import GOOGLE_MEET
+from app.domain.platforms import is_joinable
 from app.domain.occurrences import Occurrence
 
 DEFAULT_LEAD = timedelta(seconds=60)
@@ -68,10 +68,11 @@ class JoinChanges:
 def plan_joins(
     occurrences: Iterable[Occurrence], *, now: datetime, lead: timedelta = DEFAULT_LEAD
 ) -> list[PlannedJoin]:
-    """One join per Google Meet occurrence that has not ended, sorted by join_at."""
+    """One join per occurrence on a joinable platform (Google Meet) that has not ended and
+    has a time (not all-day), sorted by join_at."""
     plans: list[PlannedJoin] = []
     for occ in occurrences:
-        if occ.link is None or occ.link.platform != GOOGLE_MEET or occ.end <= now or occ.all_day:
+        if occ.link is None or not is_joinable(occ.link.platform) or occ.end <= now or occ.all_day:
             continue
         join_at = occ.start - lead
         if join_at <= now:  # in progress (or about to start): join at once
@@ -87,7 +88,7 @@ def unplanned_reasons(occurrences: Iterable[Occurrence], *, now: datetime) -> di
     for occ in occurrences:
         if occ.end <= now:
             continue
-        if occ.link is None or occ.link.platform != GOOGLE_MEET:
+        if occ.link is None or not is_joinable(occ.link.platform):
             reasons[occ.recurrence_id] = CancelReason.LINK_CHANGED
         elif occ.all_day:
             reasons[occ.recurrence_id] = CancelReason.RESCHEDULED  # moved to an all-day slot

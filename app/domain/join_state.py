@@ -45,11 +45,19 @@ class FailReason(StrEnum):
 
     MISSED = "missed"              # the occurrence ended before any bot could be sent
     WORKER_LOST = "worker_lost"    # the worker died and the meeting is over
-    DUPLICATE_BOT = "duplicate_bot"  # another bot already holds this join's lease
+    UNSUPPORTED_PLATFORM = "unsupported_platform"  # no bot joins this platform (workers/bots.py)
+
+
+class RequeueReason(StrEnum):
+    """Why a join that had a bot went back to scheduled: the next run rejoins, exactly once."""
+
+    WORKER_LOST = "redispatched_after_worker_loss"  # its bot's lease expired
+    WORKER_RESTARTED = "worker_restarted"           # its worker shut down mid-call
+    LEASE_LOST = "lease_lost"                       # the bot left because it could not keep its lease
 
 
 # A failure with one of these reasons never reached the meeting.
-FAILED_BEFORE_DISPATCH = frozenset({FailReason.MISSED})
+FAILED_BEFORE_DISPATCH = frozenset({FailReason.MISSED, FailReason.UNSUPPORTED_PLATFORM})
 
 
 class EventKind(StrEnum):

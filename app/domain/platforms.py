@@ -39,8 +39,6 @@ KNOWN_PLATFORMS = frozenset(_BY_KEY)
 JOINABLE_PLATFORMS = frozenset(p for p, info in _BY_KEY.items() if info.joinable)
 UNKNOWN_PLATFORM_NAME = "an unrecognised platform"
 
-# Why a join failed when no bot exists for its platform (the worker stores it as the reason).
-UNSUPPORTED_PLATFORM = "unsupported_platform"
 
 
 def is_known(platform: str | None) -> bool:

@@ -39,7 +39,7 @@ from typing import Any
 
 from app.config import get_settings
 from app.domain.face_media import FaceMedia
-from app.domain.join_state import ACTIVE, FailReason, JoinStatus
+from app.domain.join_state import ACTIVE, FailReason, JoinStatus, RequeueReason
 from app.domain.meeting_links import classify_url
 from app.domain.platforms import Platform
 from app.keys import RECOVER_LOCK, bot_lease_key
@@ -59,10 +59,10 @@ RECOVER_EVERY_SECONDS = 3
 # A recovery tick takes milliseconds; a worker killed during one must not block the next for long.
 RECOVER_LOCK_SECONDS = 10
 
-# Reasons this module writes (beside FailReason's).
-REDISPATCHED = "redispatched after worker loss"
-WORKER_RESTARTED = "worker restarted"
-LEASE_LOST = "bot lease lost"
+# Reasons this module writes (app/domain/join_state.py).
+REDISPATCHED = RequeueReason.WORKER_LOST
+WORKER_RESTARTED = RequeueReason.WORKER_RESTARTED
+LEASE_LOST = RequeueReason.LEASE_LOST
 
 _OWNED = (JoinStatus.DISPATCHING, JoinStatus.JOINING, JoinStatus.WAITING_ROOM, JoinStatus.IN_CALL)
 
@@ -109,8 +109,13 @@ async def claim(join_pk: int, plan_version: int, *, now: datetime, holder: str) 
     None when the job is stale (re-planned, cancelled, already running or done).
     Raises LeaseHeld while another run of the join still holds the lease.
     """
-    row = await Join.select(Join.status, Join.plan_version).where(Join.id == join_pk).first()
+    row = await Join.select(Join.status, Join.plan_version, Join.end_at).where(Join.id == join_pk).first()
     if row is None or row["status"] != JoinStatus.SCHEDULED or row["plan_version"] != plan_version:
+        return None
+    if row["end_at"] is not None and row["end_at"] <= now:
+        # The job fired after its meeting ended (workers were down): never join a finished meeting.
+        await set_status(join_pk, JoinStatus.FAILED, FailReason.MISSED, now=now,
+                         only_from=(JoinStatus.SCHEDULED,), version=plan_version)
         return None
     token = f"{holder}/{secrets.token_hex(6)}"
     if not await redis().set(bot_lease_key(join_pk), token, px=_lease_ms(), nx=True):

@@ -14,7 +14,7 @@ from app.domain.ids import new_public_id
 from app.domain.join_planning import PlannedJoin
 from app.domain.join_state import CancelReason
 from app.domain.meeting_links import classify_url
-from app.domain.decisions import PLATFORM_NAMES
+from app.domain.platforms import display_name, is_joinable, is_known, joinable_names
 from app.domain.timefmt import iso_z
 from app.services.faces import get_visible_face
 from app.services.joins import cancel_join, conversation_join, create_join, joining_now
@@ -31,14 +31,14 @@ def meet_url(value: object) -> str:
         raise ValidationFailed("meeting_url is too long.", field="meeting_url")
     link = classify_url(value.strip())
     if link is None:
-        raise ValidationFailed("meeting_url must be an https URL of a Google Meet.", field="meeting_url")
-    if link.platform in PLATFORM_NAMES:
-        raise ValidationFailed(f"{PLATFORM_NAMES[link.platform]} meetings are not supported yet; "
-                               "only Google Meet links can be joined.", field="meeting_url")
-    if link.platform != "google_meet":
-        raise ValidationFailed("meeting_url must be a Google Meet link (https://meet.google.com/...).",
-                               field="meeting_url")
-    return link.url
+        raise ValidationFailed(f"meeting_url must be an https URL of a {joinable_names()}.", field="meeting_url")
+    if is_joinable(link.platform):
+        return link.url
+    if is_known(link.platform):
+        raise ValidationFailed(f"{display_name(link.platform)} meetings are not supported yet; "
+                               f"only {joinable_names()} links can be joined.", field="meeting_url")
+    raise ValidationFailed(f"meeting_url must be a {joinable_names()} link (https://meet.google.com/...).",
+                           field="meeting_url")
 
 
 def _view(conversation: dict[str, Any], join: dict[str, Any] | None, pal_id: str) -> dict[str, Any]:

@@ -410,3 +410,15 @@ async def test_late_join_of_a_running_meeting_is_queued_to_run_now(pal, redis_qu
     score = await queued_at(redis_queue, join)
     assert score is not None and abs((score - datetime.now(timezone.utc)).total_seconds()) < 60
     assert (await Join.select().where(Join.id == join["id"]).first())["status"] == "scheduled"
+
+
+async def test_a_job_that_fires_after_its_meeting_ended_is_missed_not_joined(pal, redis_queue):
+    from workers.joins import run_join
+    from workers.meet_bot.slots import BotSlots
+
+    await deliver("REQUEST", event(start=NOW + timedelta(minutes=5)))
+    [join] = await live_joins()
+    late = {"clock": lambda: NOW + timedelta(hours=1), "bot_slots": BotSlots(1)}  # ended at NOW + 35 min
+    assert await run_join(late, join["id"], join["plan_version"]) == "stale"
+    row = await Join.select().where(Join.id == join["id"]).first()
+    assert (row["status"], row["reason"]) == ("failed", "missed")
