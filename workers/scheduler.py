@@ -12,7 +12,9 @@ from app.services.bot_runs import recover_tick, tick_lock
 from app.services.joins import reconcile
 
 log = logging.getLogger(__name__)
-RECONCILE_LOCK_SECONDS = 600
+# Far above a tick (12.5 s at 100k PALs, docs/benchmarks.md), short enough that a worker
+# killed mid-tick holds planning up for two minutes at most.
+RECONCILE_LOCK_SECONDS = 120
 
 
 async def reconcile_joins(ctx: dict[str, Any]) -> dict[str, int]:
