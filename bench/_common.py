@@ -7,6 +7,7 @@ DATABASE_URL at import time), then import what they need.
 from __future__ import annotations
 
 import atexit
+from typing import Any
 import datetime as _dt
 import ipaddress
 import math
@@ -303,3 +304,17 @@ def md_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def run_bench(amain: Any, args: Any) -> None:
+    """A benchmark's entry: bench env, cleanup on exit, one bench at a time, migrated DB, then `amain(args)`."""
+    import asyncio
+
+    use_bench_env()
+    install_cleanup()
+    single_instance(BENCH_DATABASE_URL, BENCH_REDIS_URL)
+    migrate()
+    try:
+        asyncio.run(amain(args))
+    finally:
+        stop_all()

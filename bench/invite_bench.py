@@ -347,15 +347,7 @@ def main() -> None:
     ap.add_argument("--wait-quiet", type=float, default=60,
                     help="before each level wait up to this many seconds for the machine to be idle (0: don't)")
     ap.add_argument("--worker-poll-delay", type=float, help="experiment: override arq's poll_delay in the worker")
-    args = ap.parse_args()
-    C.use_bench_env()
-    C.install_cleanup()
-    C.single_instance(C.BENCH_DATABASE_URL, C.BENCH_REDIS_URL)
-    C.migrate()
-    try:
-        asyncio.run(amain(args))
-    finally:
-        C.stop_all()
+    C.run_bench(amain, ap.parse_args())
 
 
 if __name__ == "__main__":

@@ -178,15 +178,7 @@ async def amain(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
-    args = ap.parse_args()
-    C.use_bench_env()
-    C.install_cleanup()
-    C.single_instance(C.BENCH_DATABASE_URL, C.BENCH_REDIS_URL)
-    C.migrate()
-    try:
-        asyncio.run(amain(args))
-    finally:
-        C.stop_all()
+    C.run_bench(amain, ap.parse_args())
 
 
 if __name__ == "__main__":

@@ -57,6 +57,11 @@ async def wait_for_status(join_pk: int, status: str, seconds: float = 60, *, ver
     raise AssertionError(f"join {join_pk} stayed {row['status']} (v{row['plan_version']}), never {status}")
 
 
+def worker_env(lookalike_browser_args: str, tmp_path) -> dict[str, str]:
+    return {**os.environ, "BOT_BROWSER_ARGS": lookalike_browser_args, "MEDIA_DIR": str(tmp_path / "media"),
+            "LOG_LEVEL": "WARNING"}
+
+
 async def start_conversation(meet_lookalike, code_suffix: str) -> tuple[object, dict, str, str]:
     code = "".join(random.choice(string.ascii_lowercase) for _ in range(3)) + code_suffix
     url = meet_lookalike.configure(code, "stay", admit_after=0.3)
@@ -73,8 +78,7 @@ async def test_sigterm_mid_call_hands_the_join_to_the_next_worker(
     reset_settings()
     account, conversation, code, _ = await start_conversation(meet_lookalike, "-rest-art")
     join_pk = conversation["join_id"]
-    env = {**os.environ, "BOT_BROWSER_ARGS": lookalike_browser_args, "MEDIA_DIR": str(tmp_path / "media"),
-           "LOG_LEVEL": "WARNING"}
+    env = worker_env(lookalike_browser_args, tmp_path)
 
     first = start_worker(env)
     try:
@@ -114,8 +118,7 @@ async def test_sigkill_mid_call_the_pal_is_back_in_the_call_with_one_bot(
     reset_settings()
     account, conversation, code, _ = await start_conversation(meet_lookalike, "-kill-nin")
     join_pk = conversation["join_id"]
-    env = {**os.environ, "BOT_BROWSER_ARGS": lookalike_browser_args, "MEDIA_DIR": str(tmp_path / "media"),
-           "LOG_LEVEL": "WARNING"}
+    env = worker_env(lookalike_browser_args, tmp_path)
 
     first = start_worker(env)
     try:
