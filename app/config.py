@@ -122,6 +122,12 @@ class Settings:
     planning_horizon: timedelta = field(
         default_factory=lambda: timedelta(days=_float("PLANNING_HORIZON_DAYS", 7))
     )
+    # Bounds on what one invitation or tenant can make the shared workers do.
+    max_joins_per_series_per_day: int = field(
+        default_factory=lambda: _int("MAX_JOINS_PER_SERIES_PER_DAY", 6))
+    max_planned_joins_per_pal: int = field(
+        default_factory=lambda: _int("MAX_PLANNED_JOINS_PER_PAL", 100))
+    max_bots_per_account: int = field(default_factory=lambda: _int("MAX_BOTS_PER_ACCOUNT", 10))
     # Meet bot
     chromium_path: str = field(
         default_factory=lambda: os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

@@ -98,6 +98,8 @@ class CalendarEvent(Table, tablename="calendar_events"):
     from_addr = Varchar(length=320, default="")
     sender_addr = Varchar(length=320, default="")
     timezone_problems = JSONB(default=[])
+    # Occurrences in the horizon that get no join, and why (caps, overlaps): see replan_event.
+    unplanned = JSONB(default=[])
     planned_until = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()

@@ -44,6 +44,12 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
     except bot_runs.LeaseHeld:
         # The previous run of this join has not let go yet (it is leaving): never two bots.
         raise Retry(defer=bot_runs.RENEW_SECONDS) from None
+    except bot_runs.AccountBusy:
+        # The tenant already runs as many bots as it may; the join waits (and ends as
+        # missed if its meeting is over first) rather than taking shared capacity.
+        if ctx.get("job_try", 1) == 1:
+            log.info("join %s waits: its account runs MAX_BOTS_PER_ACCOUNT bots", join_pk)
+        raise Retry(defer=BUSY_RETRY_SECONDS) from None
     if run is None:
         return "stale"  # re-planned, cancelled or already running: nothing to do
     bot = bot_for(run.platform)

@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from app.domain.join_state import ACTIVE, LIVE, CancelReason, JoinStatus, went_to_meeting
+from app.domain.join_state import (
+    ACTIVE, LIVE, CancelReason, JoinStatus, NotPlannedReason, went_to_meeting,
+)
 from app.domain.platforms import is_joinable
 from app.domain.occurrences import Occurrence
 
@@ -58,9 +60,9 @@ class JoinChanges:
     cancel: list[ExistingJoin] = field(default_factory=list)  # stop too, if active
     unchanged: list[ExistingJoin] = field(default_factory=list)
     missed: list[ExistingJoin] = field(default_factory=list)  # scheduled, never sent, meeting over
-    reasons: dict[int, CancelReason] = field(default_factory=dict)  # join id -> why it is cancelled
+    reasons: dict[int, str] = field(default_factory=dict)  # join id -> why it is cancelled
 
-    def _cancel(self, e: ExistingJoin, reason: CancelReason) -> None:
+    def _cancel(self, e: ExistingJoin, reason: str) -> None:
         self.cancel.append(e)
         self.reasons[e.id] = reason
 
@@ -95,6 +97,32 @@ def unplanned_reasons(occurrences: Iterable[Occurrence], *, now: datetime) -> di
     return reasons
 
 
+@dataclass(frozen=True)
+class NotPlanned:
+    """An occurrence that could be joined but gets no join, and why."""
+
+    recurrence_id: str
+    start: datetime
+    reason: str
+
+
+def cap_per_day(plans: Sequence[PlannedJoin], per_day: int) -> tuple[list[PlannedJoin], list[NotPlanned]]:
+    """Keep at most `per_day` joins of one series per UTC day (the earliest): an RRULE such
+    as FREQ=MINUTELY must not turn one invitation into hundreds of bots."""
+    kept: list[PlannedJoin] = []
+    dropped: list[NotPlanned] = []
+    per: dict[object, int] = {}
+    for plan in sorted(plans, key=lambda p: (p.start, p.recurrence_id)):
+        day = plan.start.date()
+        per[day] = per.get(day, 0) + 1
+        if per[day] <= per_day:
+            kept.append(plan)
+        else:
+            dropped.append(NotPlanned(plan.recurrence_id, plan.start, NotPlannedReason.SERIES_DAILY_CAP))
+    kept.sort(key=lambda p: (p.join_at, p.recurrence_id))
+    return kept, dropped
+
+
 def no_join_reason(*, accepted: bool, all_day: bool) -> str | None:
     """Why an accepted invitation will never get a join, for the meeting view (None: it will)."""
     return ALL_DAY if accepted and all_day else None
@@ -115,7 +143,7 @@ def diff_joins(
     window_end: datetime | None = None,
     now: datetime | None = None,
     absent_reason: CancelReason = CancelReason.OCCURRENCE_CANCELLED,
-    unplanned: dict[str, CancelReason] | None = None,
+    unplanned: dict[str, str] | None = None,
 ) -> JoinChanges:
     """Diff the stored joins of ONE event against plan_joins() output.
 

@@ -56,6 +56,16 @@ class RequeueReason(StrEnum):
     LEASE_LOST = "lease_lost"                       # the bot left because it could not keep its lease
 
 
+class NotPlannedReason(StrEnum):
+    """Why an occurrence that could be joined gets no join: bounds on what one invitation
+    or PAL may make the shared workers do. Shown in the meeting view, never silently dropped."""
+
+    SERIES_DAILY_CAP = "series_daily_cap"  # the series has more occurrences that day than allowed
+    PAL_JOIN_CAP = "pal_join_cap"          # the PAL already holds as many planned joins as allowed
+    OVERLAP = "overlap"                    # the PAL is already planned into another meeting then
+    DUPLICATE = "duplicate"                # another event already takes it into this very meeting
+
+
 # A failure with one of these reasons never reached the meeting.
 FAILED_BEFORE_DISPATCH = frozenset({FailReason.MISSED, FailReason.UNSUPPORTED_PLATFORM})
 
@@ -67,6 +77,7 @@ class EventKind(StrEnum):
     JOIN_RESCHEDULED = "join_rescheduled"
     JOIN_CANCELLED = "join_cancelled"
     JOIN_STOP_REQUESTED = "join_stop_requested"
+    JOINS_NOT_PLANNED = "joins_not_planned"  # an event's unplanned occurrences changed
 
 
 def event_kind_for(status: JoinStatus | str) -> str:

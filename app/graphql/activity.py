@@ -25,6 +25,13 @@ class Occurrence:
     platform: str | None
 
 
+@strawberry.type(description="An occurrence that could be joined but gets no join, and why.")
+class UnplannedOccurrence:
+    recurrence_id: str | None
+    start_at: str
+    reason: str
+
+
 @strawberry.type
 class Meeting:
     event_id: int
@@ -40,11 +47,13 @@ class Meeting:
     cancelled: bool
     timezone_problems: list[str]
     occurrences: list[Occurrence]
+    unplanned: list[UnplannedOccurrence]
     updated_at: str
 
     @classmethod
     def from_view(cls, view: dict[str, Any]) -> "Meeting":
-        data = dict(view, occurrences=[_build(Occurrence, o) for o in view["occurrences"]])
+        data = dict(view, occurrences=[_build(Occurrence, o) for o in view["occurrences"]],
+                    unplanned=[_build(UnplannedOccurrence, u) for u in view["unplanned"]])
         return _build(cls, data)
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import get_settings
+from app.db import engine
 from app.domain.face_media import FaceMedia
 from app.domain.join_state import ACTIVE, FailReason, JoinStatus, RequeueReason
 from app.domain.meeting_links import classify_url
@@ -83,6 +84,13 @@ class LeaseHeld(Exception):
     """Another run of this join still holds its lease; try again in a few seconds."""
 
 
+class AccountBusy(Exception):
+    """The join's account already has MAX_BOTS_PER_ACCOUNT bots running; try again soon."""
+
+# Key space of the advisory lock that serialises claims of one account's joins.
+_ACCOUNT_CLAIM_LOCK = 0x5041_4C42  # "PALB"
+
+
 @dataclass(frozen=True)
 class BotRun:
     """A claimed join and what its bot needs; ``plan_version`` and ``token`` fence this run."""
@@ -121,8 +129,7 @@ async def claim(join_pk: int, plan_version: int, *, now: datetime, holder: str) 
     if not await redis().set(bot_lease_key(join_pk), token, px=_lease_ms(), nx=True):
         raise LeaseHeld(join_pk)
     try:
-        claimed = await set_status(join_pk, JoinStatus.DISPATCHING, now=now,
-                                   only_from=(JoinStatus.SCHEDULED,), version=plan_version)
+        claimed = await _claim_within_account_cap(join_pk, plan_version, now=now)
     except BaseException:
         await _release(join_pk, token)
         raise
@@ -137,6 +144,24 @@ async def claim(join_pk: int, plan_version: int, *, now: datetime, holder: str) 
                          only_from=_OWNED, version=plan_version)
         await _release(join_pk, token)
         return None
+
+
+async def _claim_within_account_cap(join_pk: int, plan_version: int, *, now: datetime) -> dict[str, Any] | None:
+    """scheduled -> dispatching, unless the account already runs MAX_BOTS_PER_ACCOUNT bots.
+
+    The count and the claim happen under one advisory lock per account, so workers
+    claiming at the same instant cannot overshoot the cap together."""
+    account = await Join.select(Join.pal.account.as_alias("account")).where(Join.id == join_pk).first()
+    if account is None:
+        return None
+    async with engine().transaction():
+        await Join.raw("SELECT pg_advisory_xact_lock({}, {})", _ACCOUNT_CLAIM_LOCK, account["account"])
+        running = await Join.count().where(
+            (Join.pal.account == account["account"]) & Join.status.is_in([str(s) for s in _OWNED]))
+        if running >= get_settings().max_bots_per_account:
+            raise AccountBusy(join_pk)
+        return await set_status(join_pk, JoinStatus.DISPATCHING, now=now,
+                                only_from=(JoinStatus.SCHEDULED,), version=plan_version)
 
 
 async def _bot_run(claimed: dict[str, Any], token: str) -> BotRun:

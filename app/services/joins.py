@@ -23,10 +23,10 @@ from app.domain.calendar_state import StoredEvent
 from app.domain.errors import NotFound
 from app.domain.ids import is_serial_id
 from app.domain.join_planning import (
-    ExistingJoin, PlannedJoin, diff_joins, overlaps, plan_joins, unplanned_reasons,
+    ExistingJoin, NotPlanned, PlannedJoin, cap_per_day, diff_joins, overlaps, plan_joins, unplanned_reasons,
 )
 from app.domain.join_state import (
-    ACTIVE, LIVE, CancelReason, EventKind, FailReason, JoinStatus, event_kind_for,
+    ACTIVE, LIVE, CancelReason, EventKind, FailReason, JoinStatus, NotPlannedReason, event_kind_for,
 )
 from app.domain.occurrences import UnplannableEvent, expand_occurrences
 from app.domain.timefmt import iso_z
@@ -49,6 +49,8 @@ REPLAN_SLACK = timedelta(days=1)
 DUE_PER_TICK = 5000
 # A conversation has no end time: its "occurrence" is taken to last this long for dedupe.
 OPEN_ENDED = timedelta(hours=4)
+# How many unplanned occurrences an event keeps for its meeting view (the count is exact).
+UNPLANNED_SHOWN = 50
 
 
 def stored_event(row: dict[str, Any]) -> StoredEvent:
@@ -137,19 +139,28 @@ async def schedule_job(row: dict[str, Any], now: datetime) -> bool:
                          job_id=join_job_id(row["id"], row["plan_version"]), at=row["join_at"])
 
 
-async def busy_join(pal_pk: int, meeting_url: str, start: datetime, end: datetime | None,
-                    *, except_event: int | None = None) -> int | None:
-    """The live join that already takes this PAL into this meeting at an overlapping time, if any.
+async def plan_refusal(pal_pk: int, plan: PlannedJoin, event_pk: int) -> str | None:
+    """Why this calendar join may not be created (a NotPlannedReason), or None.
 
-    One bot per (PAL, meeting URL, time), whichever event or conversation planned it first."""
-    others = await Join.select(Join.id, Join.start_at, Join.end_at, Join.calendar_event).where(
-        (Join.pal == pal_pk) & (Join.meeting_url == meeting_url) & Join.status.is_in(list(LIVE_STATUSES)))
+    One bot per PAL per time slot: the same meeting planned by another event or a
+    conversation is a duplicate; another calendar meeting at an overlapping time is an
+    overlap (first planned wins). And a PAL holds at most MAX_PLANNED_JOINS_PER_PAL."""
+    others = await Join.select(Join.meeting_url, Join.start_at, Join.end_at, Join.calendar_event).where(
+        (Join.pal == pal_pk) & Join.status.is_in(list(LIVE_STATUSES))
+        & (Join.start_at < plan.end))
     for other in others:
-        if except_event is not None and other["calendar_event"] == except_event:
+        if other["calendar_event"] == event_pk:
             continue
         other_end = other["end_at"] or other["start_at"] + OPEN_ENDED
-        if overlaps(other["start_at"], other_end, start, end or start + OPEN_ENDED):
-            return other["id"]
+        if not overlaps(other["start_at"], other_end, plan.start, plan.end):
+            continue
+        if other["meeting_url"] == plan.meeting_url:
+            return NotPlannedReason.DUPLICATE
+        if other["calendar_event"] is not None:
+            return NotPlannedReason.OVERLAP
+    held = await Join.count().where((Join.pal == pal_pk) & (Join.status == str(JoinStatus.SCHEDULED)))
+    if held >= get_settings().max_planned_joins_per_pal:
+        return NotPlannedReason.PAL_JOIN_CAP
     return None
 
 
@@ -166,12 +177,8 @@ async def create_join(pal_pk: int, plan: PlannedJoin, now: datetime, *, event_pk
                       payload: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Store a scheduled join, log and announce it, and queue it if due soon.
 
-    A calendar join (event_pk) is None when another live join already covers the
-    same meeting (one bot per PAL and meeting), or a concurrent re-plan won the
-    partial unique index. A conversation's caller checks joining_now() itself."""
-    if event_pk is not None and await busy_join(pal_pk, plan.meeting_url, plan.start, plan.end, except_event=event_pk):
-        log.info("pal %s: %s at %s already has a bot; not planning a second", pal_pk, plan.meeting_url, plan.start)
-        return None
+    None when a concurrent re-plan won the partial unique index. Callers check first:
+    the planner with plan_refusal(), a conversation with joining_now()."""
     try:
         rows = await Join.insert(Join(
             pal=pal_pk, calendar_event=event_pk, conversation=conversation_pk, recurrence_id=plan.recurrence_id,
@@ -250,7 +257,8 @@ async def replan_event(event_pk: int, now: datetime) -> dict[str, int]:
         return {}
     window_end = now + settings.planning_horizon
     desired: list[PlannedJoin] = []
-    unplanned = {}
+    not_planned: list[NotPlanned] = []
+    unplanned: dict[str, str] = {}
     if event["decision"] == "accepted" and not event["cancelled"]:
         try:
             occurrences = expand_occurrences(stored_event(event), now, window_end)
@@ -260,22 +268,49 @@ async def replan_event(event_pk: int, now: datetime) -> dict[str, int]:
             await CalendarEvent.update({CalendarEvent.planned_until: window_end}).where(
                 CalendarEvent.id == event_pk)
             return {"unplannable": 1}
-        desired = plan_joins(occurrences, now=now, lead=settings.join_lead)
-        unplanned = unplanned_reasons(occurrences, now=now)
+        desired, not_planned = cap_per_day(plan_joins(occurrences, now=now, lead=settings.join_lead),
+                                           settings.max_joins_per_series_per_day)
+        unplanned = {**unplanned_reasons(occurrences, now=now),
+                     **{n.recurrence_id: n.reason for n in not_planned}}
     rows = await Join.select().where(Join.calendar_event == event_pk)
     changes = diff_joins([_existing(r) for r in rows], desired, window_end=window_end, now=now,
                          absent_reason=_absent_reason(event), unplanned=unplanned)
+    created = 0
     for plan in changes.create:
-        await create_join(event["pal"], plan, now, event_pk=event_pk)
+        refusal = await plan_refusal(event["pal"], plan, event_pk)
+        if refusal:
+            not_planned.append(NotPlanned(plan.recurrence_id, plan.start, refusal))
+        elif await create_join(event["pal"], plan, now, event_pk=event_pk):
+            created += 1
     for old, plan in changes.move:
         await _move(old, plan, now)
     for old in changes.cancel:
         await cancel_join(old.id, old.status, changes.reasons[old.id], now)
     for old in changes.missed:
         await set_status(old.id, JoinStatus.FAILED, FailReason.MISSED, now=now, only_from=(JoinStatus.SCHEDULED,))
+    await _record_unplanned(event, not_planned)
     await CalendarEvent.update({CalendarEvent.planned_until: window_end}).where(CalendarEvent.id == event_pk)
-    return {"created": len(changes.create), "moved": len(changes.move), "cancelled": len(changes.cancel),
-            "missed": len(changes.missed)}
+    return {"created": created, "moved": len(changes.move), "cancelled": len(changes.cancel),
+            "missed": len(changes.missed), "not_planned": len(not_planned)}
+
+
+async def _record_unplanned(event: dict[str, Any], not_planned: list[NotPlanned]) -> None:
+    """Keep the event's unplanned occurrences for its meeting view; say so once when they change."""
+    shown = [{"recurrence_id": n.recurrence_id or None, "start_at": iso_z(n.start), "reason": str(n.reason)}
+             for n in sorted(not_planned, key=lambda n: (n.start, n.recurrence_id))[:UNPLANNED_SHOWN]]
+    if shown == json_value(event["unplanned"], []):
+        return
+    await CalendarEvent.update({CalendarEvent.unplanned: shown}).where(CalendarEvent.id == event["id"])
+    if not not_planned:
+        return
+    counts: dict[str, int] = {}
+    for n in not_planned:
+        counts[str(n.reason)] = counts.get(str(n.reason), 0) + 1
+    log.warning("pal %s: event %s (%s): %d occurrence(s) get no join: %s", event["pal"], event["id"],
+                event["uid"][:100], len(not_planned), counts)
+    await record_event(event["pal"], EventKind.JOINS_NOT_PLANNED, {
+        "event_id": event["id"], "uid": event["uid"], "summary": event["summary"], "count": len(not_planned),
+        "reasons": counts, "first_start_at": shown[0]["start_at"]})
 
 
 async def get_join(account_id: int, join_pk: int) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def meeting_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "cancelled": row["cancelled"],
         "cancelled_instances": json_value(row["cancelled_instances"], []),
         "timezone_problems": json_value(row["timezone_problems"], []),
+        "unplanned": json_value(row["unplanned"], []),
         "occurrences": occurrences,
         "created_at": iso_z(row["created_at"]),
         "updated_at": iso_z(row["updated_at"]),

@@ -193,7 +193,7 @@ async def test_stale_and_replayed_messages_change_nothing(pal, redis_queue):
 
 
 async def test_redis_flushed_then_reconciler_restores_the_queue_once(pal, redis_queue):
-    await deliver("REQUEST", event(start=NOW + timedelta(minutes=8)))
+    await deliver("REQUEST", event(start=NOW + timedelta(minutes=8), duration=timedelta(minutes=1)))
     await deliver("REQUEST", event(uid="evt-2@google.com", start=NOW + timedelta(minutes=9),
                                    link="https://meet.google.com/qqq-wwww-eee"))
     await redis_queue.flushdb()
@@ -422,3 +422,67 @@ async def test_a_job_that_fires_after_its_meeting_ended_is_missed_not_joined(pal
     assert await run_join(late, join["id"], join["plan_version"]) == "stale"
     row = await Join.select().where(Join.id == join["id"]).first()
     assert (row["status"], row["reason"]) == ("failed", "missed")
+
+
+
+# --- bounds: one invitation or tenant cannot take the shared workers ------------------------
+
+
+async def test_a_minutely_series_is_capped_per_day_and_says_so(pal, redis_queue):
+    start = NOW + timedelta(hours=1)
+    minutely = event(start=start, duration=timedelta(minutes=1), rrule="FREQ=MINUTELY;COUNT=700")
+    result = await deliver("REQUEST", minutely)
+    assert result["outcomes"][0]["decision"] == "accepted", result
+    joins = await live_joins()
+    per_day: dict = {}
+    for j in joins:
+        per_day[j["start_at"].date()] = per_day.get(j["start_at"].date(), 0) + 1
+    assert max(per_day.values()) <= 6 and len(joins) == sum(per_day.values()) < 20
+    [listed] = await meetings_for_pal(joins[0]["pal"], NOW)
+    assert len(listed["unplanned"]) == 50 and {u["reason"] for u in listed["unplanned"]} == {"series_daily_cap"}
+    said = await PalEvent.select().where(PalEvent.kind == "joins_not_planned")
+    assert len(said) == 1
+    payload = said[0]["payload"] if isinstance(said[0]["payload"], dict) else json.loads(said[0]["payload"])
+    assert payload["count"] == 700 - len(joins) and payload["reasons"] == {"series_daily_cap": 700 - len(joins)}
+    await reconcile(NOW + timedelta(days=30))  # re-planned later: said again only if it changes
+    await deliver("REQUEST", minutely)  # a re-delivery changes nothing
+    assert await PalEvent.count().where(PalEvent.kind == "joins_not_planned") <= 2
+
+
+async def test_one_bot_per_pal_per_time_slot(pal, redis_queue):
+    await deliver("REQUEST", event(uid="first@google.com"))
+    await deliver("REQUEST", event(uid="second@google.com", start=NOW + timedelta(hours=2, minutes=15),
+                                   link="https://meet.google.com/zzz-yyyy-xxx"))
+    [join] = await live_joins()
+    assert join["meeting_url"] == MEET
+    listed = {m["uid"]: m for m in await meetings_for_pal(join["pal"], NOW)}
+    assert [u["reason"] for u in listed["second@google.com"]["unplanned"]] == ["overlap"]
+    assert listed["first@google.com"]["unplanned"] == []
+
+
+async def test_planned_joins_per_pal_are_capped(pal, redis_queue, monkeypatch):
+    monkeypatch.setenv("MAX_PLANNED_JOINS_PER_PAL", "3")
+    reset_settings()
+    await deliver("REQUEST", event(start=NOW + timedelta(days=1), rrule="FREQ=DAILY;COUNT=5"))
+    assert len(await live_joins()) == 3
+    [listed] = await meetings_for_pal((await live_joins())[0]["pal"], NOW)
+    assert [u["reason"] for u in listed["unplanned"]] == ["pal_join_cap", "pal_join_cap"]
+
+
+async def test_bots_running_at_once_are_capped_per_account(pal, redis_queue, monkeypatch):
+    from arq import Retry
+
+    from workers.joins import run_join
+    from workers.meet_bot.slots import BotSlots
+
+    monkeypatch.setenv("MAX_BOTS_PER_ACCOUNT", "1")
+    reset_settings()
+    await deliver("REQUEST", event(uid="a@google.com", start=NOW + timedelta(minutes=5)))
+    await deliver("REQUEST", event(uid="b@google.com", start=NOW + timedelta(hours=3),
+                                   link="https://meet.google.com/zzz-yyyy-xxx"))
+    first, second = await live_joins()
+    await Join.update({Join.status: "in_call"}).where(Join.id == first["id"])  # a bot of this account runs
+    ctx = {"clock": lambda: NOW + timedelta(hours=3), "bot_slots": BotSlots(2)}
+    with pytest.raises(Retry):
+        await run_join(ctx, second["id"], second["plan_version"])
+    assert (await Join.select().where(Join.id == second["id"]).first())["status"] == "scheduled"

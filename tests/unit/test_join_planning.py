@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from app.domain.join_planning import (
     ExistingJoin,
     PlannedJoin,
+    cap_per_day,
     dedupe_key,
     diff_joins,
     no_join_reason,
@@ -232,3 +233,13 @@ def test_dedupe_key() -> None:
     assert k == dedupe_key(7, "HTTPS://Meet.Google.com/ABC-defg-hij/") == dedupe_key("7", MEET + "#x")
     assert k != dedupe_key(8, MEET) and k != dedupe_key(7, MEET2)
     assert dedupe_key(1, "https://zoom.us/j/1?pwd=a") != dedupe_key(1, "https://zoom.us/j/1?pwd=b")
+
+
+def test_cap_per_day_keeps_the_earliest_of_each_day() -> None:
+    minutely = [plan(f"m{i}", T0 + i * MIN, minutes=1) for i in range(700)]
+    kept, dropped = cap_per_day(minutely, 6)
+    assert [p.recurrence_id for p in kept] == [f"m{i}" for i in range(6)]
+    assert len(dropped) == 694 and {d.reason for d in dropped} == {"series_daily_cap"}
+    two_days = [plan("a", T0), plan("b", T0 + timedelta(hours=1)), plan("c", T0 + timedelta(days=1))]
+    kept, dropped = cap_per_day(two_days, 1)
+    assert [p.recurrence_id for p in kept] == ["a", "c"] and [d.recurrence_id for d in dropped] == ["b"]
