@@ -11,16 +11,25 @@ from app import db
 from app.clock import utcnow
 from app.config import get_settings
 from app.services.inbound import store_message
+from app.services.invites import announce_sender_auth_mode
 from app.services.pals import find_pal_by_address
 
 log = logging.getLogger(__name__)
 
 
 class InboundHandler:
-    """aiosmtpd handler: 550 for unknown recipients at RCPT, durable storage at DATA."""
+    """aiosmtpd handler: 550 for unknown recipients at RCPT, durable storage at DATA.
+
+    Each PAL is a recipient of one message once, however often (or in whatever case)
+    it is named, and one message reaches at most SMTP_MAX_RECIPIENTS PALs: past that,
+    RCPT is answered 452 (RFC 5321 4.5.3.1.10) and the client sends the rest later."""
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        if address.strip().lower() in (a.lower() for a in envelope.rcpt_tos):
+            return "250 OK"  # already a recipient of this message: not again
+        if len(envelope.rcpt_tos) >= get_settings().smtp_max_recipients:
+            return "452 4.5.3 Too many recipients"
         try:
             pal = await find_pal_by_address(address)
         except Exception:
@@ -62,6 +71,7 @@ async def serve_forever() -> None:
     await db.open_pool()
     server = await start_smtp_server()
     log.info("SMTP listening on %s:%s for *@%s", settings.smtp_host, settings.smtp_port, settings.email_domain)
+    announce_sender_auth_mode()
     try:
         async with server:
             await server.serve_forever()

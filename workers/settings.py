@@ -13,6 +13,7 @@ from app.keys import JOB_FLUSH_OUTBOX, JOB_INGEST_MESSAGE, JOB_RUN_JOIN
 from app.queue import redis_settings
 from app.redis_client import close_redis
 from app.services.bot_runs import RECOVER_EVERY_SECONDS
+from app.services.invites import announce_sender_auth_mode
 from workers.joins import run_join
 from workers.mail import flush_outbox, ingest_message, requeue_messages
 from workers.meet_bot.procs import _stat, descendants, kill_all, pids_with_arg
@@ -43,6 +44,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         log.warning("killing %d leftover bot browser processes", len(ghosts))
         kill_all(ghosts)
     await db.open_pool()
+    announce_sender_auth_mode()
     ctx["bot_slots"] = BotSlots(get_settings().max_bots)
 
 

@@ -14,6 +14,10 @@ import re2
 
 from app.domain.errors import ValidationFailed
 
+# Google sends forwarded invitations from this address, so the spec admits it whatever
+# the allowlist says, but only when the message is proven to be Google's (the caller
+# passes sender_signed: a DKIM d=google.com, or a trusted Authentication-Results, aligned
+# with it). Anyone can write it in an ORGANIZER line.
 ALWAYS_ALLOWED = frozenset({"forwarding-noreply@google.com"})
 MAX_ENTRIES = 100
 MAX_ENTRY_LENGTH = 256
@@ -67,10 +71,13 @@ def validate_allowlist(entries: object, *, field: str = "layers.conferencing.all
     return cleaned
 
 
-def is_allowed(sender: str, allowlist: Sequence[str]) -> bool:
-    """Whether `sender` may invite: empty list admits anyone; entries full-match, case-insensitively."""
+def is_allowed(sender: str, allowlist: Sequence[str], *, sender_signed: bool = False) -> bool:
+    """Whether `sender` may invite: empty list admits anyone; entries full-match, case-insensitively.
+
+    `sender_signed`: the message carries a signature aligned with the sender's own domain;
+    only then are the ALWAYS_ALLOWED addresses admitted past a non-empty allowlist."""
     sender = sender.strip().lower()
-    if not allowlist or sender in ALWAYS_ALLOWED:
+    if not allowlist or (sender in ALWAYS_ALLOWED and sender_signed):
         return True
     if len(sender) > MAX_ADDRESS_LENGTH:
         return False

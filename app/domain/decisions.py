@@ -21,20 +21,23 @@ class Decision:
 
 
 def decide(*, link: MeetingLink | None, allowed: bool, authenticated: bool) -> Decision:
-    """Allowlist first (silent unless the sender is authenticated), then the meeting link."""
+    """Allowlist first, then the meeting link.
+
+    Only an authenticated organizer is ever answered, whatever the answer: a reply to an
+    unauthenticated address could be backscatter to a spoofed victim (SENDER_AUTH=mark
+    processes such invites but stays silent)."""
     if not allowed:
-        # A decline to an unauthenticated address could be backscatter to a spoofed victim.
         return Decision("rejected", "DECLINED", "organizer is not on the PAL's allowlist", None,
                         send_reply=authenticated)
     supported = joinable_names()
     if link is None or not is_known(link.platform):
         return Decision("declined", "DECLINED", f"no {supported} link in the invitation",
-                        f"This invitation has no {supported} link, so there is nothing to join.", True)
+                        f"This invitation has no {supported} link, so there is nothing to join.", authenticated)
     if not is_joinable(link.platform):
         name = display_name(link.platform)
         return Decision("declined", "DECLINED", f"{name} is not supported yet",
-                        f"{name} meetings are not supported yet; only {supported} is.", True)
-    return Decision("accepted", "ACCEPTED", None, None, True)
+                        f"{name} meetings are not supported yet; only {supported} is.", authenticated)
+    return Decision("accepted", "ACCEPTED", None, None, authenticated)
 
 
 def standing_decision(decision: str, reason: str | None, authenticated: bool) -> Decision | None:
@@ -44,7 +47,7 @@ def standing_decision(decision: str, reason: str | None, authenticated: bool) ->
     own; deciding afresh from it would decline (and unplan) the whole series. None when
     there is no standing answer to keep (the event was cancelled as a whole)."""
     if decision == "accepted":
-        return Decision("accepted", "ACCEPTED", reason, None, True)
+        return Decision("accepted", "ACCEPTED", reason, None, authenticated)
     if decision in ("declined", "rejected"):
-        return Decision(decision, "DECLINED", reason, None, decision == "declined" or authenticated)
+        return Decision(decision, "DECLINED", reason, None, authenticated)
     return None

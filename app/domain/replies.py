@@ -22,6 +22,10 @@ from app.domain.timezones import UnresolvedTime, to_utc, value_of
 PRODID = "-//PAL Meetings//iMIP reply 1.0//EN"
 PARTSTATS = {"ACCEPTED": "Accepted", "DECLINED": "Declined", "TENTATIVE": "Tentative"}
 UTC = timezone.utc
+# The organizer chose the title and names we echo: cap them, so a reply never carries
+# kilobytes of someone else's text (subject, body line, display names, SUMMARY).
+MAX_QUOTED_CHARS = 200
+MAX_MESSAGE_ID_CHARS = 250
 
 
 def _same_instant(a: date | datetime, b: date | datetime) -> bool:
@@ -161,7 +165,7 @@ def build_reply_calendar(
     if rid_prop is not None:
         put("RECURRENCE-ID", rid_prop)
     if source.get("SUMMARY") is not None:
-        ev.add("SUMMARY", str(source["SUMMARY"]))
+        ev.add("SUMMARY", _capped(str(source["SUMMARY"])))
     org = source.get("ORGANIZER") or (invite.master or source).get("ORGANIZER")
     if org is not None:
         ev["ORGANIZER"] = copy.deepcopy(org[0] if isinstance(org, list) else org)
@@ -205,6 +209,11 @@ def _one_line(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
+def _capped(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """At most `limit` characters, an ellipsis marking a cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
 def build_reply(
     *,
     invite: ParsedInvite,
@@ -231,17 +240,17 @@ def build_reply(
         now=now, recurrence_id=recurrence_id, comment=comment,
     )
     verb = PARTSTATS[partstat.upper()]
-    summary = _one_line(invite.summary) or "(no title)"
+    summary = _capped(_one_line(invite.summary)) or "(no title)"
     domain = pal_address.rsplit("@", 1)[-1]
 
     msg = EmailMessage()
-    msg["From"] = formataddr((_one_line(pal_name), pal_address))
-    msg["To"] = formataddr((_one_line(invite.organizer_name), to_addr))
+    msg["From"] = formataddr((_capped(_one_line(pal_name)), pal_address))
+    msg["To"] = formataddr((_capped(_one_line(invite.organizer_name)), to_addr))
     msg["Subject"] = f"{verb}: {summary}"
     msg["Date"] = format_datetime(now)
     # make_msgid without a domain would look up the host name (I/O).
     msg["Message-ID"] = message_id or make_msgid(domain=domain)
-    if _one_line(in_reply_to):
+    if 0 < len(_one_line(in_reply_to)) <= MAX_MESSAGE_ID_CHARS:  # a longer one is not a real Message-ID
         msg["In-Reply-To"] = msg["References"] = _one_line(in_reply_to)
     lines = [f"{pal_name or pal_address} has {verb.lower()} this invitation: {summary}"]
     if invite.start is not None:

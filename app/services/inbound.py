@@ -16,6 +16,11 @@ RETRY_AFTER = timedelta(minutes=2)
 MAX_ATTEMPTS = 5
 
 
+def distinct_recipients(recipients: list[str]) -> list[str]:
+    """Lower-cased, each once, in the order given (PAL addresses are case-insensitive)."""
+    return list(dict.fromkeys(r.strip().lower() for r in recipients if r.strip()))
+
+
 def _message_id(raw: bytes) -> str:
     try:
         value = BytesHeaderParser().parsebytes(raw[:65536]).get("Message-ID", "")
@@ -27,9 +32,10 @@ def _message_id(raw: bytes) -> str:
 async def store_message(raw: bytes, *, envelope_from: str, recipients: list[str], source: str,
                         now: datetime) -> int:
     """Persist the message exactly as received; only then may the caller say 250/202."""
+    recipients = distinct_recipients(recipients)
     rows = await InboundMessage.insert(InboundMessage(
         received_at=now, source=source, envelope_from=storable(envelope_from)[:320],
-        recipients=[storable(r.lower()) for r in recipients], message_id=_message_id(raw), raw=raw, status="pending",
+        recipients=[storable(r) for r in recipients], message_id=_message_id(raw), raw=raw, status="pending",
     )).returning(InboundMessage.id)
     message_pk = rows[0]["id"]
     log.info("stored %s message %s from %s for %s (%d bytes)", source, message_pk, envelope_from, recipients, len(raw))

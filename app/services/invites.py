@@ -24,7 +24,9 @@ from app.domain.join_state import CancelReason
 from app.domain.invites import InvalidCalendar, ParsedInvite, is_attendee, parse_calendar
 from app.domain.mime import InvalidMessage, MailHeaders, extract_itip, read_headers
 from app.domain.replies import build_reply, reply_address
-from app.domain.sender_auth import is_authenticated, parse_authentication_results, verify_dkim
+from app.domain.sender_auth import (
+    Evidence, evidence_from, is_authenticated, parse_authentication_results, signed_by, verify_dkim,
+)
 from app.domain.usernames import email_address
 from app.db import engine
 from app.services.events import record_event
@@ -54,20 +56,44 @@ class Envelope:
     """Who vouches for the message, worked out once per message."""
 
     headers: MailHeaders
-    vouched_domains: tuple[str, ...]
+    evidence: Evidence
 
 
 def _envelope(raw: bytes, dnsfunc: DnsFunc | None) -> Envelope:
     settings = get_settings()
     headers = read_headers(raw)
-    vouched = list(verify_dkim(raw, dnsfunc=dnsfunc or dns_txt)) if headers.dkim_present else []
-    vouched += [d for _, _, d in parse_authentication_results(
-        headers.authentication_results, settings.trusted_authserv_ids)]
-    return Envelope(headers=headers, vouched_domains=tuple(dict.fromkeys(vouched)))
+    signed = verify_dkim(raw, dnsfunc=dnsfunc or dns_txt) if headers.dkim_present else []
+    results = parse_authentication_results(headers.authentication_results, settings.trusted_authserv_ids)
+    evidence = evidence_from(signed, results, from_addr=headers.from_addr, sender_addr=headers.sender_addr)
+    return Envelope(headers=headers, evidence=evidence)
+
+
+def strict_sender_auth() -> bool:
+    """SENDER_AUTH: only `mark` (development) processes unauthenticated invites; any
+    other value, a typo included, is strict."""
+    return get_settings().sender_auth != "mark"
+
+
+_mode_announced = False
+
+
+def announce_sender_auth_mode() -> None:
+    """One WARNING per process when invites are not held to sender authentication."""
+    global _mode_announced
+    if _mode_announced:
+        return
+    _mode_announced = True
+    mode = get_settings().sender_auth
+    if mode == "mark":
+        log.warning("SENDER_AUTH=mark: unauthenticated invitations are processed (marked, never answered); "
+                    "for development only, use SENDER_AUTH=strict in production")
+    elif mode != "strict":
+        log.warning("SENDER_AUTH=%r is neither strict nor mark: treated as strict", mode)
 
 
 async def process_inbound(message_pk: int, *, now: datetime, dnsfunc: DnsFunc | None = None) -> dict[str, Any]:
     """Process one stored message; marks it processed whatever the outcome."""
+    announce_sender_auth_mode()
     row = await InboundMessage.select().where(InboundMessage.id == message_pk).first()
     if row is None or row["status"] == "processed":
         return {"skipped": True}
@@ -94,11 +120,15 @@ async def _process(raw: bytes, recipients: list[str], *, now: datetime, dnsfunc:
     invites = [i for i in parse_calendar(itip.data) if i.method in HANDLED_METHODS or not i.method]
     envelope = _envelope(raw, dnsfunc)
     outcomes: list[dict[str, Any]] = []
-    for recipient in recipients:
+    seen: set[int] = set()
+    for recipient in dict.fromkeys(r.strip().lower() for r in recipients):
         pal = await find_pal_by_address(recipient)
         if pal is None:
             outcomes.append({"recipient": recipient, "ignored": "no such PAL"})
             continue
+        if pal["id"] in seen:  # one message is handled once per PAL
+            continue
+        seen.add(pal["id"])
         for invite in invites:
             outcome = await handle_invite(pal, invite, itip.method, envelope, now=now)
             outcomes.append({"recipient": recipient, "uid": invite.uid, **outcome})
@@ -122,8 +152,8 @@ async def handle_invite(pal: dict[str, Any], invite: ParsedInvite, method: str, 
     organizer = invite.organizer
     if not organizer:
         return {"ignored": "no ORGANIZER"}
-    authenticated = is_authenticated(organizer, envelope.vouched_domains, settings.calendar_services)
-    if settings.sender_auth == "strict" and not authenticated:
+    authenticated = is_authenticated(organizer, envelope.evidence, settings.calendar_services)
+    if strict_sender_auth() and not authenticated:
         log.warning("pal %s: dropped unauthenticated %s from %s", pal["pal_id"], method, organizer)
         return {"dropped": "unauthenticated"}
     pal_address = email_address(pal["username"], pal["email_domain"])
@@ -144,7 +174,8 @@ async def handle_invite(pal: dict[str, Any], invite: ParsedInvite, method: str, 
         if row is not None and (method == "CANCEL" or not invite.has_master):
             decision = standing_decision(row["decision"], row["reason"], authenticated)
         if decision is None:
-            allowed = is_allowed(organizer, json_value(pal["allowlist"], []))
+            allowed = is_allowed(organizer, json_value(pal["allowlist"], []),
+                                 sender_signed=signed_by(envelope.evidence, organizer))
             decision = decide(link=invite.link, allowed=allowed, authenticated=authenticated)
             note = no_join_reason(accepted=decision.decision == "accepted", all_day=invite.is_all_day)
             if note and invite.has_master:
@@ -152,7 +183,7 @@ async def handle_invite(pal: dict[str, Any], invite: ParsedInvite, method: str, 
         event_pk, previous = await _save(pal, invite, result, decision, envelope, authenticated, row, now)
     await _announce(pal, invite, method, result, decision, previous, event_pk)
     if method == "REQUEST" and result.outcome in (Outcome.CREATED, Outcome.UPDATED):
-        await _queue_replies(pal, pal_address, invite, decision, envelope, now)
+        await _queue_replies(pal, pal_address, invite, decision, envelope, now, authenticated=authenticated)
     plan = await replan_event(event_pk, now)
     return {"outcome": result.outcome.value, "decision": decision.decision, "authenticated": authenticated, **plan}
 
@@ -216,9 +247,13 @@ async def _announce(pal, invite: ParsedInvite, method: str, result: ApplyResult,
 
 
 async def _queue_replies(pal, pal_address: str, invite: ParsedInvite, decision: Decision,
-                         envelope: Envelope, now: datetime) -> None:
-    """One REPLY per answer that changed: keyed by UID, instance, SEQUENCE and PARTSTAT."""
-    if not decision.send_reply or invite.schedule_agent == "CLIENT" or not is_attendee(invite, pal_address):
+                         envelope: Envelope, now: datetime, *, authenticated: bool) -> None:
+    """One REPLY per answer that changed: keyed by UID, instance, SEQUENCE and PARTSTAT.
+
+    Never to an unauthenticated organizer, in any SENDER_AUTH mode (backscatter)."""
+    if not authenticated or not decision.send_reply:
+        return
+    if invite.schedule_agent == "CLIENT" or not is_attendee(invite, pal_address):
         return
     if (invite.status or "").upper() == "CANCELLED":
         return

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import time
 from datetime import datetime, timedelta, timezone
 
 import aiosmtplib
+import dkim
 import icalendar
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.services import pals as pal_service
 from app.services.accounts import create_account
@@ -20,6 +27,25 @@ from tests.invite_factory import calendar, invite_email, meeting, vevent
 FACE = "r90bbd427f71"
 PAL_ADDRESS = "acme-anna@tavusinvite.com"
 
+# Only an authenticated organizer is answered, so these invites are DKIM-signed by acme.com
+# with a local key, published by a stand-in for DNS.
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_PEM = _KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                          serialization.NoEncryption())
+_RECORD = b"v=DKIM1; k=rsa; p=" + base64.b64encode(_KEY.public_key().public_bytes(
+    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def acme_signed(message) -> bytes:
+    raw = message if isinstance(message, bytes) else message.as_bytes()
+    return dkim.sign(raw, b"sel", b"acme.com", _PEM, include_headers=[b"from", b"to", b"subject"]) + raw
+
+
+@pytest.fixture(autouse=True)
+def acme_dkim_key(monkeypatch):
+    monkeypatch.setattr("app.services.invites.dns_txt",
+                        lambda name, timeout=2: _RECORD if name == b"sel._domainkey.acme.com." else None)
+
 
 @pytest.fixture
 async def pal(clean_db):
@@ -30,8 +56,9 @@ async def pal(clean_db):
     })
 
 
-async def send(port: int, message, *, to: str = PAL_ADDRESS, sender: str = "alex@acme.com"):
-    return await aiosmtplib.send(message, hostname="127.0.0.1", port=port, sender=sender, recipients=[to])
+async def send(port: int, message, *, to: str = PAL_ADDRESS, sender: str = "alex@acme.com", sign: bool = True):
+    raw = acme_signed(message) if sign else message
+    return await aiosmtplib.send(raw, hostname="127.0.0.1", port=port, sender=sender, recipients=[to])
 
 
 def reply_calendar(raw_message) -> icalendar.Calendar:
@@ -90,7 +117,7 @@ async def test_redelivery_changes_nothing_and_sends_nothing_twice(pal, inbound_s
 
 async def test_not_allowlisted_unauthenticated_is_rejected_silently(pal, inbound_smtp, smtp_sink, redis_queue):
     _, message = meeting(start_in=timedelta(days=1), pal_address=PAL_ADDRESS, organizer="mallory@evil.example")
-    await send(inbound_smtp, message, sender="mallory@evil.example")
+    await send(inbound_smtp, message, sender="mallory@evil.example", sign=False)
     await run_worker()
     assert smtp_sink.messages == []  # no backscatter to a possibly spoofed address
     stored = await CalendarEvent.select().first()
@@ -222,14 +249,21 @@ async def test_webhook_door(pal, client, smtp_sink, redis_queue, monkeypatch):
     monkeypatch.setenv("INBOUND_WEBHOOK_SECRET", "s3cret")
     reset_settings()
     _, message = meeting(start_in=timedelta(days=1), pal_address=PAL_ADDRESS)
-    raw = message.as_bytes()
+    raw = acme_signed(message)
+
+    def signed(body: bytes, secret: str = "s3cret") -> dict[str, str]:
+        ts = str(int(time.time()))
+        return {"x-webhook-timestamp": ts,
+                "x-webhook-signature": "v1=" + hmac.new(secret.encode(), ts.encode() + b"." + body,
+                                                        hashlib.sha256).hexdigest()}
+
     assert (await client.post("/v2/inbound-email", content=raw)).status_code == 401
-    assert (await client.post("/v2/inbound-email", content=raw, headers={"x-webhook-secret": "nope"})).status_code == 401
-    response = await client.post("/v2/inbound-email", content=raw, headers={"x-webhook-secret": "s3cret"})
+    assert (await client.post("/v2/inbound-email", content=raw, headers=signed(raw, "nope"))).status_code == 401
+    response = await client.post("/v2/inbound-email", content=raw, headers=signed(raw))
     assert response.status_code == 202, response.text
     await run_worker()
     assert len(smtp_sink.messages) == 1
-    assert (await client.post("/v2/inbound-email", content=b"", headers={"x-webhook-secret": "s3cret"})).status_code == 400
+    assert (await client.post("/v2/inbound-email", content=b"", headers=signed(b""))).status_code == 400
     monkeypatch.delenv("INBOUND_WEBHOOK_SECRET")
     reset_settings()
 
@@ -270,7 +304,7 @@ async def test_nul_characters_in_mail_are_replaced_not_fatal(pal, inbound_smtp, 
     message["Subject"] = "=?utf-8?b?SW52aXRlAA==?="  # "Invite" + NUL, as an encoded word
     raw = message.as_bytes().replace(b"Message-ID: <", b"Message-ID: <\x00", 1)
     assert b"Message-ID: <\x00" in raw
-    await aiosmtplib.send(raw, hostname="127.0.0.1", port=inbound_smtp, sender="alex@acme.com",
+    await aiosmtplib.send(acme_signed(raw), hostname="127.0.0.1", port=inbound_smtp, sender="alex@acme.com",
                           recipients=[PAL_ADDRESS])
     await run_worker()
 
@@ -281,7 +315,7 @@ async def test_nul_characters_in_mail_are_replaced_not_fatal(pal, inbound_smtp, 
 
 
 async def ingest(message, now: datetime) -> dict:
-    pk = await store_message(message.as_bytes(), envelope_from="alex@acme.com", recipients=[PAL_ADDRESS],
+    pk = await store_message(acme_signed(message), envelope_from="alex@acme.com", recipients=[PAL_ADDRESS],
                              source="smtp", now=now)
     return await process_inbound(pk, now=now)
 

@@ -37,6 +37,8 @@ async def bot_env(monkeypatch, lookalike_browser_args, tmp_path):
     monkeypatch.setenv("BOT_BROWSER_ARGS", lookalike_browser_args)
     monkeypatch.setenv("MEDIA_DIR", str(tmp_path / "media"))
     monkeypatch.setenv("WAITING_ROOM_TIMEOUT_SECONDS", "30")
+    # The invite below carries this relay's verdict: only an authenticated organizer is answered.
+    monkeypatch.setenv("TRUSTED_AUTHSERV_IDS", "mx.pal-tests.invalid")
     reset_settings()
     yield
     monkeypatch.delenv("BOT_BROWSER_ARGS")
@@ -64,6 +66,7 @@ async def test_invite_for_a_meeting_in_progress_sends_the_bot_into_the_meet(
     url = meet_lookalike.configure(code, "ended", admit_after=1.0, end_after=4.0)
     assert url == f"https://meet.google.com/{code}"
     _, message = meeting(start_in=-timedelta(minutes=10), duration=timedelta(hours=1), pal_address=PAL, link=url)
+    message["Authentication-Results"] = "mx.pal-tests.invalid; dkim=pass header.d=acme.com"
     await aiosmtplib.send(message, hostname="127.0.0.1", port=inbound_smtp, sender="alex@acme.com", recipients=[PAL])
     await run_worker()  # ingest, reply, and the join (due at once) all run on this worker
 

@@ -32,15 +32,16 @@ async def pal(clean_db):
 
 @pytest.fixture(scope="module")
 def signer():
-    """A DKIM key for evil.example and the DNS answer that publishes it."""
+    """A DKIM key for evil.example (and acme.com) and the DNS answer that publishes it."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption())
     pub = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    records = {b"sel._domainkey.evil.example.": b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)}
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
+    records = {b"sel._domainkey.evil.example.": record, b"sel._domainkey.acme.com.": record}
 
-    def sign(raw: bytes) -> bytes:
-        return dkim.sign(raw, b"sel", b"evil.example", pem, include_headers=[b"from", b"to", b"subject"]) + raw
+    def sign(raw: bytes, domain: bytes = b"evil.example") -> bytes:
+        return dkim.sign(raw, b"sel", domain, pem, include_headers=[b"from", b"to", b"subject"]) + raw
 
     return sign, lambda name, timeout=5: records.get(name)
 
@@ -80,7 +81,7 @@ async def test_strict_mode_drops_unauthenticated_invites(pal, inbound_smtp, smtp
         await deliver(inbound_smtp, message.as_bytes())
         await run_worker()
     finally:
-        monkeypatch.delenv("SENDER_AUTH")
+        monkeypatch.undo()  # back to the suite's SENDER_AUTH, then re-read it
         reset_settings()
     assert smtp_sink.messages == [] and await CalendarEvent.count() == 0
 
@@ -97,7 +98,8 @@ async def test_strict_mode_drops_unauthenticated_invites(pal, inbound_smtp, smtp
         pytest.param(lambda raw: raw.replace(b"STATUS:CONFIRMED", b"STATUS:CANCELLED"), 0, id="cancelled-event"),
     ],
 )
-async def test_case_47_no_reply(pal, inbound_smtp, smtp_sink, redis_queue, mutate, replies):
+async def test_case_47_no_reply(pal, inbound_smtp, smtp_sink, redis_queue, signer, mutate, replies):
+    sign, dns = signer
     _, message = meeting(start_in=timedelta(days=1), pal_address=PAL)
     # Base64 would hide the calendar from a byte-level edit; send it as 7bit.
     raw = message.as_bytes(policy=message.policy.clone(cte_type="7bit"))
@@ -105,6 +107,6 @@ async def test_case_47_no_reply(pal, inbound_smtp, smtp_sink, redis_queue, mutat
         if part.get_content_type() in ("text/calendar", "application/ics"):
             ics = part.get_payload(decode=True)
             raw = raw.replace(part.get_payload().encode(), base64.encodebytes(mutate(ics)).replace(b"\n", b"\r\n"))
-    await deliver(inbound_smtp, raw)
-    await run_worker()
+    await deliver(inbound_smtp, sign(raw, b"acme.com"))  # only an authenticated organizer is answered
+    await run_worker(dkim_dns=dns)
     assert len(smtp_sink.messages) == replies

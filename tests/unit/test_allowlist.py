@@ -25,8 +25,9 @@ def test_exact_address_dots_are_literal():
     assert is_allowed("a+b@acme.com", ["a+b@acme.com"])
 
 
-def test_google_forwarding_address_always_admitted():
-    assert is_allowed("forwarding-noreply@google.com", ["only@acme.com"])
+def test_google_forwarding_address_admitted_only_when_google_signed_it():
+    assert is_allowed("forwarding-noreply@google.com", ["only@acme.com"], sender_signed=True)
+    assert not is_allowed("forwarding-noreply@google.com", ["only@acme.com"])  # anyone can write it
 
 
 @pytest.mark.parametrize("bad", ["(", "[a-", "a{2,1}", "(?<!a)b@x.org", r"(a)\1"])

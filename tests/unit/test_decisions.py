@@ -5,8 +5,13 @@ MEET = MeetingLink("https://meet.google.com/abc-defg-hij", "google_meet")
 
 
 def test_meet_link_from_allowed_sender_is_accepted():
-    d = decide(link=MEET, allowed=True, authenticated=False)
+    d = decide(link=MEET, allowed=True, authenticated=True)
     assert (d.decision, d.partstat, d.send_reply) == ("accepted", "ACCEPTED", True)
+
+
+def test_an_unauthenticated_organizer_is_never_answered():
+    for link, allowed in ((MEET, True), (None, True), (MEET, False)):
+        assert decide(link=link, allowed=allowed, authenticated=False).send_reply is False
 
 
 def test_no_link_or_other_link_declined():
@@ -37,4 +42,6 @@ def test_standing_decision_keeps_the_answer_given():
     assert standing_decision("accepted", None, False).partstat == "ACCEPTED"
     assert standing_decision("declined", "Zoom is not supported yet", False).decision == "declined"
     assert standing_decision("rejected", "not allowlisted", False).send_reply is False
+    assert standing_decision("accepted", None, False).send_reply is False
+    assert standing_decision("declined", None, True).send_reply is True
     assert standing_decision("cancelled", None, True) is None

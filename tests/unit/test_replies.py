@@ -187,3 +187,26 @@ def test_reply_address_is_ascii_or_none(organizer: str, expected: str | None) ->
     else:
         assert build_reply(invite=invite, pal_address=PAL, pal_name="Anna", partstat="ACCEPTED",
                            now=NOW)["To"] == expected
+
+
+def test_attacker_chosen_text_is_capped() -> None:
+    """Security review item 3: a 6 KB SUMMARY became a 6 KB reply subject."""
+    huge = "Pay invoice 4711 at evil.example " * 200
+    ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u-cap\r\n"
+           "DTSTAMP:20250101T000000Z\r\nDTSTART:20250301T100000Z\r\n"
+           f"ORGANIZER;CN={'Victim ' * 100}:mailto:victim@acme.com\r\n"
+           f"ATTENDEE:mailto:{PAL}\r\nSUMMARY:{huge}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    (invite,) = parse_calendar(ics)
+    assert len(invite.summary) > 6000
+    msg = build_reply(invite=invite, pal_address=PAL, pal_name="Anna", partstat="DECLINED", now=NOW,
+                      in_reply_to="<" + "x" * 5000 + "@evil.example>")
+    parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
+    subject = " ".join(str(parsed["Subject"]).split())  # decoded
+    assert subject.startswith("Declined: Pay invoice 4711") and len(subject) <= len("Declined: ") + 200
+    assert subject.endswith("\u2026")  # cut, and marked as cut
+    assert len(parsed["To"].addresses[0].display_name) <= 200
+    assert parsed["In-Reply-To"] is None  # no real Message-ID is 5 KB long
+    body = next(p for p in parsed.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
+    assert len(body) < 600
+    _, ev = reply_event(msg)
+    assert len(str(ev["SUMMARY"])) <= 200
