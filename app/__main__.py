@@ -88,7 +88,7 @@ async def _create_account(name: str) -> str:
 async def _rotate_key(account_id: int) -> int:
     from app import db
     from app.domain.errors import NotFound
-    from app.services.accounts import AUTH_CACHE_SECONDS, rotate_api_key
+    from app.services.accounts import rotate_api_key
 
     await db.migrate()
     await db.open_pool(min_size=1, max_size=2)
@@ -100,7 +100,8 @@ async def _rotate_key(account_id: int) -> int:
     finally:
         await db.close_pool()
     log.info("rotated the API key of account %s", account_id)
-    print(f"account {account_id}: the old key stops working within {AUTH_CACHE_SECONDS:.0f} s; new API key:")
+    print(f"account {account_id}: the old key stops working within {get_settings().auth_cache_seconds:.0f} s; "
+          "new API key:")
     print(key)
     return 0
 
@@ -108,8 +109,12 @@ async def _rotate_key(account_id: int) -> int:
 def _serve() -> None:
     import uvicorn
 
+    from app.rest.limits import server_options
+
     settings = get_settings()
-    uvicorn.run("app.asgi:create_app", factory=True, host=settings.api_host, port=settings.api_port)
+    # Header, body and keep-alive timeouts and a connection cap: slow clients cannot hold the server.
+    uvicorn.run("app.asgi:create_app", factory=True, host=settings.api_host, port=settings.api_port,
+                **server_options())
 
 
 def _worker() -> None:

@@ -34,3 +34,15 @@ class Conflict(DomainError):
 
     code = "CONFLICT"
     status = 409
+
+
+class QuotaExceeded(DomainError):
+    """A request that would take the account past one of its quotas; the message names the
+    quota (its setting) and the limit."""
+
+    code = "QUOTA_EXCEEDED"
+    status = 403
+
+    def __init__(self, message: str, *, quota: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.quota = quota

@@ -7,6 +7,7 @@ stored in a state that passes every rule, whichever API wrote it.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import jsonpatch
 import jsonpointer
 
 from app.domain.allowlist import validate_allowlist
-from app.domain.errors import ValidationFailed
+from app.domain.errors import QuotaExceeded, ValidationFailed
 from app.domain.usernames import normalise_username
 
 EDITABLE_FIELDS = ("pal_name", "system_prompt", "pipeline_mode", "default_face_id", "layers")
@@ -22,6 +23,10 @@ PIPELINE_MODES = ("full", "echo", "audio", "text")
 MAX_PAL_NAME = 200
 MAX_SYSTEM_PROMPT = 100_000
 MAX_PATCH_OPS = 100
+# `layers` itself is level 1; the conferencing layer needs 3. Kept well under MAX_JSON_DEPTH
+# (32) so that a document at this bound can still be sent whole to either API, and so that
+# nothing that walks a stored document (deepcopy, jsonb, GraphQL's JSON scalar) can recurse far.
+MAX_LAYERS_DEPTH = 20
 KNOWN_CONFERENCING_KEYS = {"username", "allowlist"}
 
 
@@ -55,8 +60,40 @@ def _string(doc: dict[str, Any], name: str, *, required: bool, limit: int, defau
     return value
 
 
-def validate_document(doc: object) -> ValidPal:
-    """Validate a full PAL document (as sent to create, or as produced by a patch)."""
+def nesting_exceeds(value: object, limit: int) -> bool:
+    """Whether `value` (parsed JSON) nests objects and arrays deeper than `limit`; iterative."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _check_layers_bounds(layers: dict[str, Any], max_layers_bytes: int | None) -> None:
+    if nesting_exceeds(layers, MAX_LAYERS_DEPTH):
+        raise ValidationFailed(f"layers is nested deeper than {MAX_LAYERS_DEPTH} levels.", field="layers")
+    try:
+        size = len(json.dumps(layers, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+    except ValueError:
+        raise ValidationFailed("layers must not contain NaN or Infinity.", field="layers") from None
+    except TypeError:
+        raise ValidationFailed("layers must hold JSON values only.", field="layers") from None
+    if max_layers_bytes is not None and size > max_layers_bytes:
+        raise QuotaExceeded(
+            f"layers is {size} bytes of JSON; the quota is {max_layers_bytes} bytes per PAL (MAX_LAYERS_BYTES).",
+            quota="MAX_LAYERS_BYTES", field="layers")
+
+
+def validate_document(doc: object, *, max_layers_bytes: int | None = None) -> ValidPal:
+    """Validate a full PAL document (as sent to create, or as produced by a patch).
+
+    `layers` is bounded in depth (MAX_LAYERS_DEPTH) and, when given, in size: its compact
+    JSON encoding may not exceed `max_layers_bytes` (the MAX_LAYERS_BYTES quota)."""
     if not isinstance(doc, dict):
         raise ValidationFailed("The PAL must be a JSON object.", field="body")
     unknown = set(doc) - set(EDITABLE_FIELDS)
@@ -77,6 +114,7 @@ def validate_document(doc: object) -> ValidPal:
     layers = doc.get("layers") or {}
     if not isinstance(layers, dict):
         raise ValidationFailed("layers must be an object.", field="layers")
+    _check_layers_bounds(layers, max_layers_bytes)
     username: str | None = None
     allowlist: list[str] = []
     conferencing = layers.get("conferencing")

@@ -19,13 +19,15 @@ async def current_account(request: Request) -> AccountRef:
     return await authenticate(request.headers.get("x-api-key"))
 
 
-def _error(status: int, message: str, field: str | None = None, code: str | None = None) -> Response:
+def _error(status: int, message: str, field: str | None = None, code: str | None = None,
+           headers: dict[str, str] | None = None) -> Response:
+    """The one REST error body, {"error", "field"?, "code"?} (ErrorBody in app/rest/openapi.py)."""
     body: dict[str, object] = {"error": message}
     if field:
         body["field"] = field
     if code:
         body["code"] = code
-    return Response(body, status_code=status)
+    return Response(body, status_code=status, headers=headers)
 
 
 def domain_error_handler(_: Request, exc: DomainError) -> Response:
@@ -36,7 +38,8 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
     message = exc.detail or "Request failed."
     if isinstance(exc, ValidationException) and exc.extra:
         message = f"{message}: {exc.extra}"
-    return _error(exc.status_code, message)
+    # Keep the exception's headers: a 405 must say which methods are allowed (Allow).
+    return _error(exc.status_code, message, headers=dict(exc.headers) if exc.headers else None)
 
 
 def client_data_error_handler(request: Request, exc: Exception) -> Response:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import get_settings
-from app.domain.errors import Conflict, NotFound, ValidationFailed
+from app.domain.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from app.domain.face_media import check_audio, check_face_fields, check_video
 from app.domain.ids import new_public_id
 from app.domain.timefmt import iso_z
@@ -77,6 +77,40 @@ def _write(path: Path, data: bytes) -> str:
     return str(path)
 
 
+# Key space of the advisory lock that serialises face creation per account (the quota checks).
+_FACE_QUOTA_LOCK = 0x5041_4C46  # "PALF"
+
+
+def _stored_bytes(paths: list[str]) -> int:
+    total = 0
+    for path in paths:
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            pass  # a file removed by hand no longer takes space
+    return total
+
+
+async def _check_face_quotas(account_id: int, *, new_bytes: int, field: str | None) -> None:
+    """The account's faces (MAX_FACES_PER_ACCOUNT) and their uploaded media
+    (MAX_FACE_MEDIA_BYTES_PER_ACCOUNT, what is stored plus `new_bytes`)."""
+    settings = get_settings()
+    rows = await Face.select(Face.video_path, Face.audio_path).where(Face.owner == account_id)
+    if len(rows) >= settings.max_faces_per_account:
+        raise QuotaExceeded(f"This account already has {settings.max_faces_per_account} faces, its quota "
+                            "(MAX_FACES_PER_ACCOUNT); delete one first.", quota="MAX_FACES_PER_ACCOUNT")
+    if not new_bytes:
+        return
+    paths = [path for row in rows for path in (row["video_path"], row["audio_path"]) if path]
+    used = await asyncio.to_thread(_stored_bytes, paths)
+    limit = settings.max_face_media_bytes_per_account
+    if used + new_bytes > limit:
+        raise QuotaExceeded(
+            f"This upload ({new_bytes} bytes) would take the account's face media to {used + new_bytes} bytes; "
+            f"the quota is {limit} bytes (MAX_FACE_MEDIA_BYTES_PER_ACCOUNT). Delete a face first.",
+            quota="MAX_FACE_MEDIA_BYTES_PER_ACCOUNT", field=field)
+
+
 async def create_face(account_id: int, *, name: object, voice: object = None,
                       video: bytes | None = None, audio: bytes | None = None) -> dict[str, Any]:
     """An account's own face. Uploaded media is used as is; what is missing is generated
@@ -86,14 +120,25 @@ async def create_face(account_id: int, *, name: object, voice: object = None,
         check_video(video)
     if audio is not None:
         check_audio(audio)
+    new_bytes = len(video or b"") + len(audio or b"")
+    field = "video" if video is not None else "audio" if audio is not None else None
+    await _check_face_quotas(account_id, new_bytes=new_bytes, field=field)  # refuse before writing anything
     face_id = new_public_id("r")
     folder = _face_dir(face_id)
-    video_path = await asyncio.to_thread(_write, folder / "likeness.y4m", video) if video is not None else None
-    audio_path = await asyncio.to_thread(_write, folder / "voice.wav", audio) if audio is not None else None
-    rows = await Face.insert(Face(
-        face_id=face_id, owner=account_id, name=name, voice=voice, video_path=video_path,
-        audio_path=audio_path, created_at=datetime.now(timezone.utc),
-    )).returning(*Face.all_columns())
+    try:
+        video_path = await asyncio.to_thread(_write, folder / "likeness.y4m", video) if video is not None else None
+        audio_path = await asyncio.to_thread(_write, folder / "voice.wav", audio) if audio is not None else None
+        async with Face._meta.db.transaction():  # the engine (app.db imports this module)
+            # Check again and insert under one lock per account: concurrent uploads cannot overshoot.
+            await Face.raw("SELECT pg_advisory_xact_lock({}, {})", _FACE_QUOTA_LOCK, account_id)
+            await _check_face_quotas(account_id, new_bytes=new_bytes, field=field)
+            rows = await Face.insert(Face(
+                face_id=face_id, owner=account_id, name=name, voice=voice, video_path=video_path,
+                audio_path=audio_path, created_at=datetime.now(timezone.utc),
+            )).returning(*Face.all_columns())
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        raise
     log.info("account %s created face %s (video %s, audio %s)", account_id, face_id,
              "uploaded" if video_path else "generated", "uploaded" if audio_path else "generated")
     return face_view(rows[0])

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from app.config import get_settings
-from app.domain.errors import NotFound, ValidationFailed
+from app.domain.errors import NotFound, QuotaExceeded, ValidationFailed
 from app.domain.ids import new_public_id
 from app.domain.pal_document import EDITABLE_FIELDS, ValidPal, apply_patch, validate_document
 from app.domain.timefmt import iso_z
@@ -73,15 +73,30 @@ async def _check_face(account_id: int, valid: ValidPal) -> None:
         await get_visible_face(account_id, valid.default_face_id)
 
 
+# Key space of the advisory lock that serialises PAL creation per account (the quota count).
+_PAL_QUOTA_LOCK = 0x5041_4C51  # "PALQ"
+
+
+async def _check_pal_quota(account_id: int) -> None:
+    limit = get_settings().max_pals_per_account
+    if await Pal.count().where(Pal.account == account_id) >= limit:
+        raise QuotaExceeded(f"This account already has {limit} PALs, its quota (MAX_PALS_PER_ACCOUNT); "
+                            "delete one first.", quota="MAX_PALS_PER_ACCOUNT")
+
+
 async def create_pal(account_id: int, document: object) -> dict[str, Any]:
-    valid = validate_document(document)
+    valid = validate_document(document, max_layers_bytes=get_settings().max_layers_bytes)
     await _check_face(account_id, valid)
     now = datetime.now(timezone.utc)
     values = {col._meta.name: value for col, value in _columns(valid).items()}
     try:
-        rows = await Pal.insert(
-            Pal(pal_id=new_public_id("p"), account=account_id, created_at=now, updated_at=now, **values)
-        ).returning(*Pal.all_columns())
+        async with Pal._meta.db.transaction():
+            # Count and insert under one lock per account, so concurrent creates cannot overshoot.
+            await Pal.raw("SELECT pg_advisory_xact_lock({}, {})", _PAL_QUOTA_LOCK, account_id)
+            await _check_pal_quota(account_id)
+            rows = await Pal.insert(
+                Pal(pal_id=new_public_id("p"), account=account_id, created_at=now, updated_at=now, **values)
+            ).returning(*Pal.all_columns())
     except asyncpg.UniqueViolationError as exc:
         if _is_username_clash(exc):
             raise ValidationFailed(TAKEN_DETAIL, field="layers.conferencing.username") from None
@@ -114,7 +129,8 @@ async def list_pals(account_id: int) -> list[dict[str, Any]]:
 async def patch_pal(account_id: int, pal_id: str, operations: object) -> dict[str, Any]:
     """Apply a JSON Patch; the result is validated whole, and a failure changes nothing."""
     row = await _owned_row(account_id, pal_id)
-    valid = validate_document(apply_patch(_document(row), operations))
+    valid = validate_document(apply_patch(_document(row), operations),
+                              max_layers_bytes=get_settings().max_layers_bytes)
     await _check_face(account_id, valid)
     values = _columns(valid)
     values[Pal.updated_at] = datetime.now(timezone.utc)

@@ -89,6 +89,25 @@ async def test_bad_uploads_are_400_naming_the_field(client, api_key, fields, fie
     assert response.json()["field"] == field
 
 
+@pytest.mark.parametrize(
+    "fields, field, fragment",
+    [
+        # A header and one FRAME marker, no picture: once accepted, and Chromium aborts on it.
+        ({"name": "A", "video": b"YUV4MPEG2 W1920 H1080\nFRAME\n"}, "video", "truncated"),
+        ({"name": "A", "video": moving_y4m()[:-1]}, "video", "truncated: frame 24 has"),
+        ({"name": "A", "video": moving_y4m().replace(b"C420jpeg", b"C444")}, "video", "4:2:0"),
+        ({"name": "A", "audio": tone_wav()[:-10]}, "audio", "truncated"),
+        ({"name": "A", "audio": b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + bytes(28)}, "audio", "fmt"),
+    ],
+)
+async def test_truncated_or_lying_media_is_a_400_naming_the_problem(client, api_key, fields, field, fragment):
+    response = await upload(client, api_key, **fields)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field and fragment in response.json()["error"], response.json()
+    assert [f for f in (await client.get("/v2/faces", headers={"x-api-key": api_key})).json()["data"]
+            if not f["stock"]] == []
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed")
 async def test_bot_shows_the_uploaded_video_and_plays_the_uploaded_voice(
