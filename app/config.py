@@ -84,6 +84,22 @@ class Settings:
     api_host: str = field(default_factory=lambda: os.environ.get("API_HOST", "127.0.0.1"))
     api_port: int = field(default_factory=lambda: _int("API_PORT", 8000))
     max_body_bytes: int = field(default_factory=lambda: _int("MAX_BODY_BYTES", 1_000_000))
+    # Deepest [ / { nesting any JSON request body may have (checked before it is parsed).
+    max_json_depth: int = field(default_factory=lambda: _int("MAX_JSON_DEPTH", 32))
+    # Slow clients (python -m app serve): time to send the request line and headers, time to
+    # send the body (extended by bytes received / the minimum rate), idle keep-alive, connections.
+    http_header_timeout: float = field(default_factory=lambda: _float("HTTP_HEADER_TIMEOUT_SECONDS", 10))
+    http_body_timeout: float = field(default_factory=lambda: _float("HTTP_BODY_TIMEOUT_SECONDS", 30))
+    http_body_min_rate: int = field(default_factory=lambda: _int("HTTP_BODY_MIN_BYTES_PER_SECOND", 65536))
+    http_keep_alive: float = field(default_factory=lambda: _float("HTTP_KEEP_ALIVE_SECONDS", 5))
+    http_max_connections: int = field(default_factory=lambda: _int("HTTP_MAX_CONNECTIONS", 1000))
+    # Quotas per account (a request over one is a 403 QUOTA_EXCEEDED naming it).
+    max_pals_per_account: int = field(default_factory=lambda: _int("MAX_PALS_PER_ACCOUNT", 100))
+    max_faces_per_account: int = field(default_factory=lambda: _int("MAX_FACES_PER_ACCOUNT", 20))
+    max_face_media_bytes_per_account: int = field(
+        default_factory=lambda: _int("MAX_FACE_MEDIA_BYTES_PER_ACCOUNT", 256 * 1024 * 1024)
+    )
+    max_layers_bytes: int = field(default_factory=lambda: _int("MAX_LAYERS_BYTES", 65536))
     # Inbound mail
     smtp_host: str = field(default_factory=lambda: os.environ.get("SMTP_HOST", "127.0.0.1"))
     smtp_port: int = field(default_factory=lambda: _int("SMTP_PORT", 2525))
@@ -93,19 +109,20 @@ class Settings:
     inbound_webhook_secret: str = field(
         default_factory=lambda: os.environ.get("INBOUND_WEBHOOK_SECRET", "")
     )
+    # How far a signed webhook's x-webhook-timestamp may be from now (replay window).
+    inbound_webhook_max_age: float = field(
+        default_factory=lambda: _float("INBOUND_WEBHOOK_MAX_AGE_SECONDS", 300)
+    )
+    # Distinct PAL recipients accepted for one message (RFC 5321 asks for at least 100).
+    smtp_max_recipients: int = field(default_factory=lambda: _int("SMTP_MAX_RECIPIENTS", 100))
     sender_auth: str = field(
-        default_factory=lambda: os.environ.get("SENDER_AUTH", "mark").lower()
+        default_factory=lambda: os.environ.get("SENDER_AUTH", "strict").strip().lower()
     )
     trusted_authserv_ids: tuple[str, ...] = field(
         default_factory=lambda: _list("TRUSTED_AUTHSERV_IDS")
     )
     calendar_services: tuple[str, ...] = field(
-        default_factory=lambda: _list(
-            "CALENDAR_SERVICE_DOMAINS",
-            "google.com,calendar.google.com,icloud.com,me.com,mac.com,"
-            "outlook.com,hotmail.com,live.com,office365.com,microsoft.com,"
-            "exchange.microsoft.com",
-        )
+        default_factory=lambda: _list("CALENDAR_SERVICE_DOMAINS", "google.com,icloud.com")
     )
     # Outbound mail (iMIP replies)
     smtp_relay_url: str = field(
@@ -152,6 +169,23 @@ class Settings:
     max_subscriptions_per_connection: int = field(
         default_factory=lambda: _int("MAX_SUBSCRIPTIONS_PER_CONNECTION", 20)
     )
+    # A websocket must send a valid connection_init this soon (else 4408); at most this many
+    # websockets per API process may be waiting to do so (more are closed with 1013).
+    ws_init_timeout: float = field(default_factory=lambda: _float("WS_INIT_TIMEOUT_SECONDS", 5))
+    max_unauthenticated_websockets: int = field(
+        default_factory=lambda: _int("MAX_UNAUTHENTICATED_WEBSOCKETS", 100)
+    )
+    # How long an API process trusts a valid key without asking PostgreSQL again: after
+    # rotate-key the old key works this much longer, on REST, GraphQL and open websockets.
+    auth_cache_seconds: float = field(default_factory=lambda: _float("AUTH_CACHE_SECONDS", 10))
+    # GraphQL documents (app/graphql/limits.py): refused with QUERY_TOO_COMPLEX above these.
+    graphql_max_query_length: int = field(
+        default_factory=lambda: _int("GRAPHQL_MAX_QUERY_LENGTH", 32_768)
+    )
+    graphql_max_tokens: int = field(default_factory=lambda: _int("GRAPHQL_MAX_TOKENS", 1000))
+    graphql_max_aliases: int = field(default_factory=lambda: _int("GRAPHQL_MAX_ALIASES", 15))
+    graphql_max_depth: int = field(default_factory=lambda: _int("GRAPHQL_MAX_DEPTH", 10))
+    graphql_max_cost: int = field(default_factory=lambda: _int("GRAPHQL_MAX_COST", 100_000))
 
 
 _settings: Settings | None = None

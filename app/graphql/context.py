@@ -23,6 +23,9 @@ class Context(BaseContext, kw_only=True):
     connection_params: dict[str, Any] | None = None
     # The process's ChannelsPlugin: live events arrive through it (app.graphql.subscriptions).
     channels: Any = None
+    # Websockets: the place this connection holds among those not yet authenticated
+    # (app.graphql.transport), given back on connection_ack or close.
+    pending_slot: Any = None
 
     async def account(self) -> AccountRef:
         if self.account_ref is None:

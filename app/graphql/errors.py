@@ -10,6 +10,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
 from app.domain.errors import DomainError
+from app.graphql.limits import QUERY_TOO_COMPLEX, is_limit_error, limit_message
 from app.services.rows import as_client_error
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ class DomainErrors(MaskErrors):
                         extensions=extensions,
                     )
                 )
+            elif original is None and is_limit_error(error):
+                # graphql-core's own limits (app/graphql/limits.py). A new plain error: over the
+                # websocket a *syntax* error would close the socket instead of ending the operation.
+                # No location: finding the line of a position scans the (too large) source again.
+                processed.append(GraphQLError(limit_message(error), extensions={"code": QUERY_TOO_COMPLEX}))
             elif original is None:
                 # Parse and validation errors from graphql-core: the client's fault, not ours.
                 error.extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
@@ -62,7 +68,9 @@ class AppSchema(strawberry.Schema):
             if isinstance(original, DomainError):
                 log.info("graphql %s: %s", original.code, original.message)
             elif original is None:
-                log.info("graphql GRAPHQL_VALIDATION_FAILED: %s", error.message)
+                code = (error.extensions or {}).get("code") or (
+                    QUERY_TOO_COMPLEX if is_limit_error(error) else "GRAPHQL_VALIDATION_FAILED")
+                log.info("graphql %s: %s", code, error.message[:300])
             else:
                 unexpected.append(error)
         if unexpected:

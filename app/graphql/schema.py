@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
 
 from app.graphql import activity
 from app.graphql import pals as pal_api
 from app.graphql.errors import AppSchema, DomainErrors
+from app.graphql.limits import limit_extensions
 from app.graphql.subscriptions import Subscription
 
 
@@ -34,8 +34,9 @@ class Mutation:
 
 schema = AppSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[
         DomainErrors,
-        # graphql-core's validation was 55% of a pal(palId) request's CPU (bench/api_bench.py);
-        # the caches are module-level LRUs shared by the per-request extension instances.
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        # Bounded parsing, then aliases/depth/cost before validation (app/graphql/limits.py).
+        # Both keep Strawberry's parser and validation caches: graphql-core's validation was
+        # 55% of a pal(palId) request's CPU (bench/api_bench.py); the caches are module-level
+        # LRUs shared by the per-request extension instances.
+        *limit_extensions(),
     ])

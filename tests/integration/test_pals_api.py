@@ -228,8 +228,11 @@ async def test_graphql_create_query_patch_delete(client, api_key, other_api_key)
 
 
 async def test_graphql_errors_have_codes_and_no_tracebacks(client, api_key):
-    unauth = await graphql(client, None, "query { pals { palId } }")
-    assert unauth["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # No key: refused before the document is parsed, with a 401 (app/graphql/transport.py).
+    unauth = await client.post("/graphql", json={"query": "query { pals { palId } }"})
+    assert unauth.status_code == 401
+    assert unauth.json() == {"errors": [{"message": "Missing API key: send it in the x-api-key header.",
+                                         "extensions": {"code": "UNAUTHENTICATED"}}]}
     bad = await graphql(client, api_key, GQL_CREATE, input={"palName": "X", "layers": {"conferencing": {"username": "bot1"}}})
     assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert bad["errors"][0]["extensions"]["field"] == "layers.conferencing.username"
@@ -256,7 +259,7 @@ async def test_graphql_logs_client_mistakes_as_one_line_and_faults_with_a_traceb
     caplog.set_level(logging.INFO)
     missing = await graphql(client, api_key, GQL_PAL, id="pnope")
     invalid = await graphql(client, api_key, "query { noSuchField }")
-    unauthenticated = await graphql(client, None, "query { pals { palId } }")
+    unauthenticated = (await client.post("/graphql", json={"query": "query { pals { palId } }"})).json()
     assert [r["errors"][0]["extensions"]["code"] for r in (missing, invalid, unauthenticated)] == [
         "NOT_FOUND", "GRAPHQL_VALIDATION_FAILED", "UNAUTHENTICATED"]
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

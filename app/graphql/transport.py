@@ -1,0 +1,221 @@
+"""GraphQL's HTTP and websocket transports, hardened (security review, issue 10).
+
+* **No key, no parsing.** POST and GET /graphql check the x-api-key header before the
+  body is read: without a valid key the answer is a 401 with a GraphQL-shaped error
+  (`extensions.code` UNAUTHENTICATED), and nothing of the document is parsed. This
+  includes introspection; GraphiQL's page itself (GET with Accept: text/html) is served
+  to anyone, and sends the key from its Headers tab.
+* **Websockets**: nothing runs before a connection_init with a valid key (strawberry
+  closes a subscribe before the ack with 4401; `on_ws_connect` closes a bad key with
+  4403). A socket that sends no connection_init within WS_INIT_TIMEOUT_SECONDS is closed
+  4408; at most MAX_UNAUTHENTICATED_WEBSOCKETS per process may be waiting, more are
+  closed at once with 1013 (try again later). A message larger than MAX_BODY_BYTES, the
+  HTTP body limit, closes the socket with 1009 before it is decoded.
+* **Revoked keys**: every operation on an open socket re-checks its key (through the same
+  cache as REST, AUTH_CACHE_SECONDS), and each socket re-checks it when its cache entry
+  expires; a key that is no longer valid ends the socket's operations and closes it 4403.
+
+Document limits (size, tokens, aliases, depth, cost) are in app/graphql/limits.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator
+from contextlib import suppress
+from typing import Any
+
+from litestar import MediaType, Response
+from litestar.exceptions import WebSocketDisconnect
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
+from strawberry.litestar.controller import LitestarWebSocketAdapter
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.types.unset import UNSET
+
+from app.config import get_settings
+from app.domain.errors import Unauthenticated
+from app.services.accounts import authenticate_until
+
+log = logging.getLogger(__name__)
+
+# A socket re-checks its key when the cache entry expires, plus a little jitter so that
+# thousands of sockets on one key do not wake at the same instant; never more often than this.
+MIN_RECHECK_SECONDS = 0.5
+RECHECK_JITTER_SECONDS = 0.2
+RECHECK_RETRY_SECONDS = 2.0  # after PostgreSQL failed to answer
+
+
+class PendingSockets:
+    """This process's websockets that have not been acknowledged (no valid connection_init yet)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def take(self, limit: int) -> "PendingSlot | None":
+        if self.count >= limit:
+            return None
+        self.count += 1
+        return PendingSlot(self)
+
+
+class PendingSlot:
+    def __init__(self, owner: PendingSockets) -> None:
+        self._owner: PendingSockets | None = owner
+
+    def release(self) -> None:
+        if self._owner is not None:
+            self._owner.count -= 1
+            self._owner = None
+
+
+PENDING = PendingSockets()
+
+
+def _release_slot(context: Any) -> None:
+    slot = getattr(context, "pending_slot", None)
+    if slot is not None:
+        slot.release()
+
+
+def unauthenticated(exc: Unauthenticated) -> Response:
+    return Response({"errors": [{"message": exc.message, "extensions": {"code": exc.code}}]},
+                    status_code=401, media_type=MediaType.JSON)
+
+
+def _too_big(text: str, limit: int) -> bool:
+    """Whether `text` is more than `limit` bytes in UTF-8 (without encoding it when it can't be)."""
+    if len(text) > limit:
+        return True
+    if len(text) * 4 <= limit:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+class BoundedWebSocketAdapter(LitestarWebSocketAdapter):
+    """Strawberry's adapter, but a message larger than an HTTP body may be closes the socket (1009)."""
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        limit = get_settings().max_body_bytes
+        try:
+            while self.ws.connection_state != "disconnect":
+                text = await self.ws.receive_text()
+                if text == "":  # Litestar's value for a binary message
+                    raise NonTextMessageReceived
+                if _too_big(text, limit):
+                    log.info("graphql websocket: a message over %d bytes; closing 1009", limit)
+                    await self.close(1009, "Message too big")
+                    return
+                try:
+                    yield self.view.decode_json(text)
+                except json.JSONDecodeError as exc:
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from exc
+        except WebSocketDisconnect:
+            pass
+
+
+class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws with the key re-checked per operation and on every cache expiry."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._key_watch: asyncio.Task | None = None
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._key_watch is None:
+            _release_slot(self.context)
+            self._key_watch = asyncio.create_task(self._watch_key())
+
+    async def handle_subscribe(self, message: Any) -> None:
+        if self.connection_acknowledged and not await self._key_still_valid(message["id"]):
+            return
+        await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        watch = self._key_watch
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await watch
+        _release_slot(self.context)
+        await super().shutdown()
+
+    async def _key_still_valid(self, operation_id: str) -> bool:
+        try:
+            self.context.account_ref, _ = await authenticate_until(self.context.api_key)
+            return True
+        except Unauthenticated:
+            await self._revoke()
+            return False
+        except Exception:  # PostgreSQL did not answer: refuse this operation, keep the socket
+            log.warning("graphql websocket: could not re-check the API key", exc_info=True)
+            await self.send_message({"id": operation_id, "type": "error", "payload": [{  # type: ignore[typeddict-item]
+                "message": "Could not check the API key; try again.",
+                "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]})
+            return False
+
+    async def _watch_key(self) -> None:
+        key = self.context.api_key
+        while True:
+            try:
+                _, until = await authenticate_until(key)
+            except Unauthenticated:
+                await self._revoke()
+                return
+            except Exception:
+                log.warning("graphql websocket: could not re-check the API key; retrying", exc_info=True)
+                until = time.monotonic() + RECHECK_RETRY_SECONDS
+            delay = max(until - time.monotonic(), MIN_RECHECK_SECONDS)
+            await asyncio.sleep(delay + random.uniform(0, RECHECK_JITTER_SECONDS))
+
+    async def _revoke(self) -> None:
+        log.info("graphql websocket: its API key is no longer valid; ending %d operation(s), closing 4403",
+                 len(self.operations))
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        with suppress(Exception):
+            await self.websocket.close(4403, "API key revoked")
+
+
+class GuardedGraphQLController:
+    """Mixed in before the controller that strawberry's make_graphql_controller builds (app/asgi.py)."""
+
+    websocket_adapter_class = BoundedWebSocketAdapter
+    graphql_transport_ws_handler_class = GuardedTransportWSHandler
+
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise json.JSONDecodeError("JSON nested too deeply", "", 0) from None
+
+    async def execute_request(self, request: Any, context: Any, root_value: Any) -> Response:
+        adapter = self.request_adapter_class(request)  # type: ignore[attr-defined]
+        if self.is_request_allowed(adapter) and not self.should_render_graphql_ide(adapter):  # type: ignore[attr-defined]
+            try:
+                context.account_ref, _ = await authenticate_until(context.api_key)
+            except Unauthenticated as exc:  # before the body is read: nothing is parsed
+                log.info("graphql UNAUTHENTICATED: %s", exc.message)
+                return unauthenticated(exc)
+        return await super().execute_request(request, context, root_value)  # type: ignore[misc]
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if not self.is_websocket_request(request):  # type: ignore[attr-defined]
+            return await super().run(request, context, root_value)  # type: ignore[misc]
+        slot = PENDING.take(get_settings().max_unauthenticated_websockets)
+        if slot is None:
+            log.info("graphql websocket: %d not yet authenticated already; closing 1013", PENDING.count)
+            await request.accept(subprotocols=await self.pick_websocket_subprotocol(request))  # type: ignore[attr-defined]
+            await request.close(code=1013, reason="Too many unauthenticated connections; try again later")
+            return request
+        if context is not UNSET and hasattr(context, "pending_slot"):
+            context.pending_slot = slot
+        try:
+            return await super().run(request, context, root_value)  # type: ignore[misc]
+        finally:
+            slot.release()
