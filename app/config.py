@@ -115,6 +115,8 @@ class Settings:
     )
     # Distinct PAL recipients accepted for one message (RFC 5321 asks for at least 100).
     smtp_max_recipients: int = field(default_factory=lambda: _int("SMTP_MAX_RECIPIENTS", 100))
+    # A message whose ingestion failed this many times ends `failed` (never retried again).
+    max_ingest_attempts: int = field(default_factory=lambda: max(1, _int("MAX_INGEST_ATTEMPTS", 5)))
     sender_auth: str = field(
         default_factory=lambda: os.environ.get("SENDER_AUTH", "strict").strip().lower()
     )

@@ -75,6 +75,11 @@ class InboundMessage(Table, tablename="inbound_messages"):
     attempts = Integer(default=0)
     processed_at = Timestamptz(null=True, default=None)
     result = JSONB(default={})
+    # A failed message is never retried: why (recipients_gone | max_attempts), the last
+    # attempt's error (bounded, see app/services/inbound.py) and when it ended.
+    reason = Varchar(length=40, null=True, default=None)
+    last_error = Text(null=True, default=None)
+    failed_at = Timestamptz(null=True, default=None)
 
 
 class CalendarEvent(Table, tablename="calendar_events"):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
+import asyncpg
 import dns.resolver
 
 from app.config import get_settings
@@ -30,14 +31,16 @@ from app.domain.sender_auth import (
 from app.domain.usernames import email_address
 from app.db import engine
 from app.services.events import record_event
+from app.services.inbound import MAX_ATTEMPTS_REACHED, RECIPIENTS_GONE, end_failed, error_text, record_error
 from app.services.joins import replan_event, stored_event
 from app.services.outbox import enqueue_email
 from app.services.pals import find_pal_by_address
 from app.services.rows import json_value
-from app.tables import CalendarEvent, InboundMessage
+from app.tables import CalendarEvent, InboundMessage, Pal
 
 log = logging.getLogger(__name__)
 HANDLED_METHODS = ("REQUEST", "CANCEL")
+PAL_DELETED = "PAL deleted during ingestion"
 DnsFunc = Callable[..., bytes | None]
 
 
@@ -92,18 +95,38 @@ def announce_sender_auth_mode() -> None:
 
 
 async def process_inbound(message_pk: int, *, now: datetime, dnsfunc: DnsFunc | None = None) -> dict[str, Any]:
-    """Process one stored message; marks it processed whatever the outcome."""
+    """Process one stored pending message, once; every outcome but a retryable failure ends it.
+
+    It ends `processed` whatever the invite said (unreadable ones included), or `failed`:
+    `recipients_gone` when no recipient PAL exists any more, or `max_attempts` when this
+    was the MAX_INGEST_ATTEMPTS-th attempt and it failed (its error in `last_error`). An
+    earlier failed attempt keeps its error and raises; the requeue cron tries again."""
     announce_sender_auth_mode()
     row = await InboundMessage.select().where(InboundMessage.id == message_pk).first()
-    if row is None or row["status"] == "processed":
+    if row is None or row["status"] != "pending":  # processed, or failed: never again
         return {"skipped": True}
-    await InboundMessage.update({InboundMessage.attempts: InboundMessage.attempts + 1}).where(
-        InboundMessage.id == message_pk)
+    counted = await InboundMessage.update({InboundMessage.attempts: InboundMessage.attempts + 1}).where(
+        InboundMessage.id == message_pk).returning(InboundMessage.attempts)
+    attempt = counted[0]["attempts"] if counted else row["attempts"] + 1
     raw = bytes(row["raw"])
     try:
-        result = await _process(raw, json_value(row["recipients"], []), now=now, dnsfunc=dnsfunc)
+        result, reached = await _process(raw, json_value(row["recipients"], []), now=now, dnsfunc=dnsfunc)
     except (InvalidMessage, InvalidCalendar) as exc:
-        result = {"ignored": f"unreadable: {exc}"}
+        result, reached = {"ignored": f"unreadable: {exc}"}, None
+    except Exception as exc:
+        error = error_text(exc)
+        if attempt < get_settings().max_ingest_attempts:
+            await record_error(message_pk, error)
+            raise  # arq logs it; the requeue cron hands the message out again
+        await end_failed(message_pk, reason=MAX_ATTEMPTS_REACHED, now=now, last_error=error)
+        log.error("message %s (%s): failed (%s) after %d attempts, not retried: %s", message_pk,
+                  row["message_id"], MAX_ATTEMPTS_REACHED, attempt, error, exc_info=exc)
+        return {"failed": MAX_ATTEMPTS_REACHED, "error": error}
+    if reached == 0:  # every recipient PAL was deleted before or during ingestion: nothing to retry
+        await end_failed(message_pk, reason=RECIPIENTS_GONE, now=now, result=result)
+        log.warning("message %s (%s): failed (%s), no recipient PAL exists any more: %s", message_pk,
+                    row["message_id"], RECIPIENTS_GONE, [o["recipient"] for o in result.get("outcomes", [])])
+        return result
     log.info("message %s (%s): %s", message_pk, row["message_id"], result)
     await InboundMessage.update({
         InboundMessage.status: "processed", InboundMessage.processed_at: now, InboundMessage.result: result,
@@ -111,12 +134,14 @@ async def process_inbound(message_pk: int, *, now: datetime, dnsfunc: DnsFunc | 
     return result
 
 
-async def _process(raw: bytes, recipients: list[str], *, now: datetime, dnsfunc: DnsFunc | None) -> dict[str, Any]:
+async def _process(raw: bytes, recipients: list[str], *, now: datetime,
+                   dnsfunc: DnsFunc | None) -> tuple[dict[str, Any], int | None]:
+    """The message's result, and how many recipient PALs it reached (None: none was looked up)."""
     itip = extract_itip(raw)
     if itip is None:
-        return {"ignored": "no iMIP calendar part"}
+        return {"ignored": "no iMIP calendar part"}, None
     if itip.method not in HANDLED_METHODS:
-        return {"ignored": f"method {itip.method or 'missing'}"}
+        return {"ignored": f"method {itip.method or 'missing'}"}, None
     invites = [i for i in parse_calendar(itip.data) if i.method in HANDLED_METHODS or not i.method]
     envelope = _envelope(raw, dnsfunc)
     outcomes: list[dict[str, Any]] = []
@@ -129,10 +154,20 @@ async def _process(raw: bytes, recipients: list[str], *, now: datetime, dnsfunc:
         if pal["id"] in seen:  # one message is handled once per PAL
             continue
         seen.add(pal["id"])
-        for invite in invites:
-            outcome = await handle_invite(pal, invite, itip.method, envelope, now=now)
-            outcomes.append({"recipient": recipient, "uid": invite.uid, **outcome})
-    return {"method": itip.method, "outcomes": outcomes}
+        try:
+            pal_outcomes = [{"recipient": recipient, "uid": invite.uid,
+                             **await handle_invite(pal, invite, itip.method, envelope, now=now)}
+                            for invite in invites]
+        except asyncpg.ForeignKeyViolationError:
+            # Deleted after the lookup: its rows are gone with it (ON DELETE CASCADE), so this
+            # recipient is done; the others still get the invite. Any other FK failure is a fault.
+            if await Pal.exists().where(Pal.id == pal["id"]):
+                raise
+            seen.discard(pal["id"])
+            outcomes.append({"recipient": recipient, "ignored": PAL_DELETED})
+            continue
+        outcomes.extend(pal_outcomes)
+    return {"method": itip.method, "outcomes": outcomes}, len(seen)
 
 
 def _stored(row: dict[str, Any] | None) -> StoredEvent | None:
