@@ -17,6 +17,7 @@ body { font-family: sans-serif; margin: 0; }
 <body>
 <div id="root"></div>
 <canvas id="probe" width="64" height="48" class="hidden"></canvas>
+<div id="media" class="hidden"></div>
 <script>
 (async () => {
   const code = location.pathname.replace(/^\//, '').split('/')[0];
@@ -166,10 +167,106 @@ body { font-family: sans-serif; margin: 0; }
     }
     renderCall();
     if (stream) measure();
+    if (sc.tones) startRtc().catch((e) => report('rtc_error', {error: String(e && e.stack || e)}));
     const endAfter = sc.end_after === undefined ? 3 : sc.end_after;
     if (sc.scenario === 'ended') later(endAfter, () => { stopMedia(); endScreen('Your host ended the meeting for everyone'); });
     if (sc.scenario === 'removed') later(endAfter, () => { stopMedia(); endScreen("You\u2019ve been removed from the meeting"); });
     if (sc.scenario === 'everyone_left') later(endAfter, () => { otherCount = 0; renderCall(); report('everyone_left'); });
+  }
+
+  // ---------- WebRTC over loopback: remote participants' audio, the way Meet carries it ----------
+  // The page's "meeting" RTCPeerConnection (the one a bot hooks) is connected to a far end that
+  // lives in a same-origin iframe: its RTCPeerConnection is the iframe's own, so a hook installed
+  // in the top frame never sees it. Signalling is direct (both ends are in this process), SDP is
+  // exchanged after ICE gathering and only 127.0.0.1 candidates are kept, so media never uses the
+  // machine's network addresses. Each tone {freq, at, gain} is one participant: an OscillatorNode
+  // -> MediaStreamDestination track added (renegotiated) `at` s after the connection is up.
+  const FAR_END = '<!doctype html><script>' +
+    'window.farEnd = (() => {' +
+    '  const pc = new RTCPeerConnection({iceServers: []});' +
+    '  let ctx = null; const got = {tracks: 0, rms: 0};' +
+    '  pc.ontrack = (e) => { got.tracks++; };' +
+    '  return {pc, got, async addTone(freq, gain) {' +
+    '    if (!ctx) ctx = new AudioContext();' +
+    '    try { await ctx.resume(); } catch (e) {}' +
+    '    const osc = ctx.createOscillator(); osc.frequency.value = freq;' +
+    '    const g = ctx.createGain(); g.gain.value = gain;' +
+    '    const dest = ctx.createMediaStreamDestination();' +
+    '    osc.connect(g); g.connect(dest); osc.start();' +
+    '    const [track] = dest.stream.getAudioTracks();' +
+    '    pc.addTransceiver(track, {direction: "sendonly", streams: [dest.stream]});' +
+    '    return {track: track.id, rate: ctx.sampleRate};' +
+    '  }};' +
+    '})();<\/script>';
+  const loopbackOnly = (desc) => ({type: desc.type, sdp: desc.sdp.split('\r\n').filter((l) =>
+    !l.startsWith('a=candidate:') || / 127\.0\.0\.1 /.test(l)).join('\r\n')});
+  const gathered = (pc) => new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    const done = () => { if (pc.iceGatheringState === 'complete') { pc.removeEventListener('icegatheringstatechange', done); resolve(); } };
+    pc.addEventListener('icegatheringstatechange', done);
+    setTimeout(resolve, 3000);
+  });
+  const negotiate = async (offerer, answerer) => {
+    await offerer.setLocalDescription();
+    await gathered(offerer);
+    await answerer.setRemoteDescription(loopbackOnly(offerer.localDescription));
+    await answerer.setLocalDescription();
+    await gathered(answerer);
+    await offerer.setRemoteDescription(loopbackOnly(answerer.localDescription));
+  };
+  const rtc = {pc: null, far: null, chain: Promise.resolve(), audios: 0};
+  const serial = (f) => (rtc.chain = rtc.chain.then(f, f));
+  const selectedPair = async (pc) => {
+    try {
+      const stats = await pc.getStats(); let pair = null;
+      stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId); });
+      if (!pair) return {};
+      const l = stats.get(pair.localCandidateId) || {}, r = stats.get(pair.remoteCandidateId) || {};
+      return {local: (l.address || l.ip) + ':' + l.port, remote: (r.address || r.ip) + ':' + r.port,
+              local_type: l.candidateType, remote_type: r.candidateType};
+    } catch (e) { return {error: String(e)}; }
+  };
+  async function startRtc() {
+    const frame = document.createElement('iframe');
+    // Without camera/mic permission Chromium does not enumerate interfaces for the far end: its
+    // sockets are bound to the any-address, so what it sends to 127.0.0.1 leaves from 127.0.0.1
+    // (with permission it also binds the machine's own addresses and may pick one of them).
+    frame.allow = "camera 'none'; microphone 'none'";
+    frame.srcdoc = FAR_END;
+    const loaded = new Promise((r) => frame.addEventListener('load', r, {once: true}));
+    $('media').appendChild(frame);
+    await loaded;
+    rtc.far = frame.contentWindow.farEnd;
+    const pc = rtc.pc = new RTCPeerConnection({iceServers: []});
+    // Meet plays every remote stream through an <audio> element.
+    pc.addEventListener('track', (e) => {
+      const a = document.createElement('audio');
+      a.autoplay = true; a.srcObject = e.streams[0] || new MediaStream([e.track]);
+      $('media').appendChild(a); rtc.audios++;
+      a.play().catch(() => {});
+      report('remote_track', {kind: e.track.kind, id: e.track.id});
+    });
+    pc.createDataChannel('collections');  // like Meet; also gives an m-line when there is no mic
+    const mic = stream && stream.getAudioTracks()[0];
+    if (mic) pc.addTrack(mic, stream);  // what the PAL says goes to the far end (never back)
+    await serial(() => negotiate(pc, rtc.far.pc));
+    const connected = await new Promise((resolve) => {
+      const ok = () => ['connected', 'completed'].includes(pc.iceConnectionState);
+      if (ok()) return resolve(true);
+      const t = setTimeout(() => resolve(false), 10000);
+      pc.addEventListener('iceconnectionstatechange', () => { if (ok()) { clearTimeout(t); resolve(true); } });
+    });
+    // Both ends' view of the selected pair (a peer-reflexive remote shows no address in stats).
+    report('rtc', {ice: pc.iceConnectionState, connected, pair: await selectedPair(pc),
+                   far_pair: await selectedPair(rtc.far.pc)});
+    for (const tone of sc.tones) {
+      const at = tone.at || 0;
+      later(at, () => serial(async () => {
+        const info = await rtc.far.addTone(tone.freq || 440, tone.gain === undefined ? 0.3 : tone.gain);
+        await negotiate(rtc.far.pc, pc);
+        report('tone_started', Object.assign({freq: tone.freq || 440, at}, info));
+      }).catch((e) => report('rtc_error', {error: String(e)})));
+    }
   }
 
   // Media check: do the frames change, and is there sound?

@@ -11,7 +11,13 @@ Control API (also reachable over HTTP by tests in other processes):
     GET  /__state/<code>                                              -> what was recorded
 Scenarios: admit (default), join_now, deny, no_response, never_admit, blocked, invalid, sign_in,
 ended, removed, everyone_left, stay. Options: admit_after, end_after, participants,
-interstitial ("media_choice" | "got_it"), recording_notice, camera_on, mic_on.
+interstitial ("media_choice" | "got_it"), recording_notice, camera_on, mic_on,
+tones ([{"freq": 440, "at": 0.0, "gain": 0.3}, ...]: once admitted, the page's meeting
+RTCPeerConnection is connected over 127.0.0.1 to an unhooked far end in an iframe, and each tone
+is a participant track added `at` s after that connection is up; see page.py).
+
+Chromium needs --allow-loopback-in-peer-connection (in browser_args) to gather 127.0.0.1
+candidates; the page drops every other candidate before it reaches the other end.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class MeetingRecord:
     notice_accepted: bool = False
     leave_clicked: str | None = None
     media: list[dict[str, Any]] = field(default_factory=list)
+    rtc: list[dict[str, Any]] = field(default_factory=list)  # "rtc" reports: ICE state, selected pair
+    tones_started: list[dict[str, Any]] = field(default_factory=list)  # with the server time "t"
 
     def event_names(self) -> list[str]:
         return [e["event"] for e in self.events]
@@ -91,6 +99,10 @@ class MeetingRecord:
             self.leave_clicked = ev.get("phase")
         elif kind == "media":
             self.media.append(ev)
+        elif kind == "rtc":
+            self.rtc.append(ev)
+        elif kind == "tone_started":
+            self.tones_started.append(ev)
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path, str]:
@@ -151,6 +163,8 @@ class MeetLookalike:
         return (
             f"--host-resolver-rules=MAP {HOST} 127.0.0.1:{self.port}, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             f"--ignore-certificate-errors-spki-list={self.spki}",
+            # WebRTC between the page and its far end runs over 127.0.0.1 only (see page.py).
+            "--allow-loopback-in-peer-connection",
         )
 
     def browser_args_env(self) -> str:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import meet_page as mp
 from .browser import BrowserGone, ChromiumSession
+from .media_bridge import AudioSink, AudioTap
 from .models import BotResult, BotSettings, FaceMedia, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ async def run_meet_bot(
     leave_at: datetime | None = None,
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] = utcnow,
+    audio_sink: AudioSink | None = None,
 ) -> BotResult:
     """Join `meeting_url` as `display_name` showing `media`; return how it ended.
 
@@ -58,6 +60,10 @@ async def run_meet_bot(
     final outcome, which is the return value. leave_at is UTC (naive values are taken as UTC) and
     compared with clock(); setting `stop` makes the PAL leave with reason "stopped". Chromium and its profile are gone when this returns,
     raises or is cancelled.
+
+    audio_sink, when given, receives the meeting's remote audio (never the PAL's own) as 16 kHz
+    mono int16 LE PCM frames of at most 100 ms (media_bridge.AudioTap); it may be sync or async
+    and a slow one loses the oldest frames instead of stalling the bot. None installs nothing.
     """
     if leave_at is not None and leave_at.tzinfo is None:
         leave_at = leave_at.replace(tzinfo=timezone.utc)  # naive means UTC, as documented
@@ -66,12 +72,18 @@ async def run_meet_bot(
         async with ChromiumSession(settings, media) as session:
             flow = _Flow(session, meeting_url, display_name, settings, on_status,
                          leave_at, stop or asyncio.Event(), clock)
+            tap = AudioTap(audio_sink) if audio_sink is not None else None
             try:
+                if tap is not None:
+                    await tap.install(session)  # before navigating: the hook must precede Meet's scripts
                 return await flow.run()
             except BrowserGone as exc:
                 tail = "\n".join(list(session.stderr_tail)[-15:])
                 log.warning("meet bot: browser crash: %s; chromium stderr tail:\n%s", exc, tail)
                 return BotResult.failed("browser_crash")
+            finally:
+                if tap is not None:
+                    await tap.close()
     except BrowserGone as exc:  # Chromium never started
         log.warning("meet bot: browser crash: %s", exc)
         return BotResult.failed("browser_crash")
