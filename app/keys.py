@@ -39,3 +39,25 @@ def bot_lease_key(join_pk: int) -> str:
 def pal_events_channel(pal_id: str) -> str:
     """The pub/sub channel that wakes a PAL's live subscribers."""
     return f"pal-events:{pal_id}"
+
+
+# The media bridge of one conversation (one bot run): the worker that runs the bot and
+# every API process with stream clients meet on these channels.
+def conversation_audio_channel(conversation_id: str) -> str:
+    """Binary: the meeting's audio, 16 kHz mono s16le frames of at most 100 ms (worker -> API)."""
+    return f"conv-audio:{conversation_id}"
+
+
+def conversation_events_channel(conversation_id: str) -> str:
+    """JSON text: transcript, chat and status events of the conversation (worker -> API)."""
+    return f"conv-events:{conversation_id}"
+
+
+def conversation_voice_channel(conversation_id: str) -> str:
+    """Binary: the PAL's voice to play in the meeting, same PCM format (API -> worker)."""
+    return f"conv-voice:{conversation_id}"
+
+
+def conversation_commands_channel(conversation_id: str) -> str:
+    """JSON text: {"type": "say"|"chat"|"clear", ...} for the bot (API -> worker)."""
+    return f"conv-commands:{conversation_id}"

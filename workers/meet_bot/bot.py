@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import meet_page as mp
 from .browser import BrowserGone, ChromiumSession
+from .channels import MediaChannels
 from .media_bridge import AudioSink, AudioTap
 from .models import BotResult, BotSettings, FaceMedia, utcnow
 
@@ -53,6 +54,7 @@ async def run_meet_bot(
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] = utcnow,
     audio_sink: AudioSink | None = None,
+    channels: MediaChannels | None = None,
 ) -> BotResult:
     """Join `meeting_url` as `display_name` showing `media`; return how it ended.
 
@@ -64,7 +66,12 @@ async def run_meet_bot(
     audio_sink, when given, receives the meeting's remote audio (never the PAL's own) as 16 kHz
     mono int16 LE PCM frames of at most 100 ms (media_bridge.AudioTap); it may be sync or async
     and a slow one loses the oldest frames instead of stalling the bot. None installs nothing.
+
+    channels (channels.MediaChannels) carries all four live channels: its on_audio is used as
+    audio_sink when that is not given; captions, chat and the PAL's voice come and go through it.
     """
+    if channels is not None and audio_sink is None:
+        audio_sink = channels.on_audio
     if leave_at is not None and leave_at.tzinfo is None:
         leave_at = leave_at.replace(tzinfo=timezone.utc)  # naive means UTC, as documented
     await on_status("joining", None)
