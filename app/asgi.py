@@ -13,7 +13,7 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET
 
-from app import db
+from app import db, outages
 from app.config import get_settings
 from app.graphql.context import Context, authorize_connection, context_getter
 from app.graphql.schema import schema
@@ -74,6 +74,7 @@ async def lifespan(_: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await outages.stop()  # the probes of a PostgreSQL or Redis outage, if one is on
         await db.close_pool()
 
 

@@ -56,8 +56,13 @@ async def migrate() -> None:
     log.info("migrations applied")
 
 
+# How long opening one connection may take. asyncpg waits 60 s by default: with the server
+# unreachable (not refusing), every request would hang that long before its 503 (app/outages.py).
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 async def open_pool(min_size: int = 2, max_size: int = 10) -> None:
-    await engine().start_connection_pool(min_size=min_size, max_size=max_size)
+    await engine().start_connection_pool(min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS)
 
 
 async def close_pool() -> None:

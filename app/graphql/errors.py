@@ -9,6 +9,7 @@ from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
+from app import outages
 from app.domain.errors import DomainError
 from app.graphql.limits import QUERY_TOO_COMPLEX, is_limit_error, limit_message
 from app.services.rows import as_client_error
@@ -17,7 +18,10 @@ log = logging.getLogger(__name__)
 
 
 class DomainErrors(MaskErrors):
-    """Known failures keep their message and gain a code; unexpected ones say only 'Unexpected error.'"""
+    """Known failures keep their message and gain a code; unexpected ones say only 'Unexpected error.'
+
+    PostgreSQL or Redis out of reach (app/outages.py) is SERVICE_UNAVAILABLE: try again later.
+    """
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed: list[GraphQLError] = []
@@ -37,6 +41,12 @@ class DomainErrors(MaskErrors):
                         extensions=extensions,
                     )
                 )
+            elif outages.dependency_of(original):
+                # PostgreSQL or Redis unreachable: retry later (over HTTP a 503 with Retry-After,
+                # app/graphql/transport.py). Logged once per outage by app/outages.py.
+                processed.append(GraphQLError(
+                    outages.MESSAGE, nodes=error.nodes, source=error.source, positions=error.positions,
+                    path=error.path, extensions={"code": outages.SERVICE_UNAVAILABLE}))
             elif original is None and is_limit_error(error):
                 # graphql-core's own limits (app/graphql/limits.py). A new plain error: over the
                 # websocket a *syntax* error would close the socket instead of ending the operation.
@@ -67,6 +77,8 @@ class AppSchema(strawberry.Schema):
             original = as_client_error(error.original_error) or error.original_error
             if isinstance(original, DomainError):
                 log.info("graphql %s: %s", original.code, original.message)
+            elif outages.report(original):
+                pass  # one WARNING per outage (app/outages.py), not a traceback per operation
             elif original is None:
                 code = (error.extensions or {}).get("code") or (
                     QUERY_TOO_COMPLEX if is_limit_error(error) else "GRAPHQL_VALIDATION_FAILED")

@@ -20,8 +20,11 @@ import redis.asyncio as aioredis
 import strawberry
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app import outages
 from app.config import get_settings
 from app.domain.errors import ValidationFailed
 from app.graphql.activity import Conversation, Join
@@ -45,8 +48,18 @@ REPLAY_MAX = 5000
 MAX_BACKLOG = 1000
 
 
+# The PubSub connection is gone (Redis stopped, restarted, or the connection was killed).
+_CONNECTION_LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
 class LivePubSubBackend(RedisChannelsPubSubBackend):
-    """Redis pub/sub that outlives a Redis restart: reconnects, resubscribes, asks for a resync."""
+    """Redis pub/sub that outlives a Redis restart: reconnects, resubscribes, asks for a resync.
+
+    Subscribing and unsubscribing never fail because Redis is down: the channels wanted are
+    kept and subscribed when the connection is back (then followed by a resync), so the
+    plugin's idea of who listens to what never drifts from Redis's. The outage itself goes
+    to app/outages.py, which logs it once and has the GraphQL websockets closed with 1013.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -56,12 +69,33 @@ class LivePubSubBackend(RedisChannelsPubSubBackend):
         self._subscribe_lock = asyncio.Lock()
 
     async def subscribe(self, channels: Iterable[str]) -> None:
+        channels = list(channels)
         async with self._subscribe_lock:
-            await super().subscribe(channels)
+            try:
+                await super().subscribe(channels)
+            except _CONNECTION_LOST as exc:
+                # Wanted all the same: stream_events reconnects, subscribes them and resyncs.
+                pub_sub = self._pub_sub
+                wanted = pub_sub._normalize_keys(dict.fromkeys(channels))
+                pub_sub.channels.update(wanted)
+                pub_sub.pending_unsubscribe_channels.difference_update(wanted)
+                self._has_subscribed.set()
+                outages.report(exc, outages.REDIS)
 
     async def unsubscribe(self, channels: Iterable[str]) -> None:
+        channels = list(channels)
         async with self._subscribe_lock:
-            await super().unsubscribe(channels)
+            try:
+                await super().unsubscribe(channels)
+            except _CONNECTION_LOST as exc:
+                # Forget them here, or the next connection would subscribe them again.
+                pub_sub = self._pub_sub
+                for name in pub_sub._normalize_keys(dict.fromkeys(channels)):
+                    pub_sub.channels.pop(name, None)
+                    pub_sub.pending_unsubscribe_channels.discard(name)
+                if not pub_sub.channels:
+                    self._has_subscribed.clear()
+                outages.report(exc, outages.REDIS)
 
     async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
         delay = 0.2
@@ -70,21 +104,30 @@ class LivePubSubBackend(RedisChannelsPubSubBackend):
                 async for item in super().stream_events():
                     delay = 0.2
                     yield item
-            except (RedisError, OSError) as exc:
-                log.warning("live events: Redis connection lost (%s); reconnecting", exc)
+            except (RedisError, OSError, RuntimeError) as exc:
+                # RuntimeError: redis-py's "pubsub connection not set", after a first subscribe failed.
+                if isinstance(exc, RuntimeError) and self._pub_sub.connection is not None:
+                    raise
+                if isinstance(exc, (*_CONNECTION_LOST, RuntimeError)):
+                    outages.report(exc, outages.REDIS)  # a WARNING only if Redis does not answer
+                else:
+                    log.warning("live events: Redis error (%s); reconnecting", exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
                 if await self._reconnect():
+                    outages.recovered(outages.REDIS)
                     for name in list(self._pub_sub.channels):
                         yield (name.decode() if isinstance(name, bytes) else name), RESYNC
 
     async def _reconnect(self) -> bool:
-        connection = self._pub_sub.connection
-        if connection is None:
-            return False
         try:
             async with self._subscribe_lock:  # a subscribe now would also try to reconnect
-                await connection.connect()  # redis-py resubscribes every channel on connect
+                pub_sub = self._pub_sub
+                if pub_sub.connection is None:  # never connected: subscribing opens the connection
+                    if pub_sub.channels:
+                        await pub_sub.subscribe(*pub_sub.channels)
+                else:
+                    await pub_sub.connection.connect()  # redis-py resubscribes every channel on connect
             return True
         except (RedisError, OSError):
             return False

@@ -14,6 +14,11 @@
 * **Revoked keys**: every operation on an open socket re-checks its key (through the same
   cache as REST, AUTH_CACHE_SECONDS), and each socket re-checks it when its cache entry
   expires; a key that is no longer valid ends the socket's operations and closes it 4403.
+* **Outages** (app/outages.py): PostgreSQL or Redis out of reach is SERVICE_UNAVAILABLE.
+  Over HTTP that is a 503 with Retry-After (when the key cannot be checked, or no data came
+  back). Over websockets, once an outage is declared every socket is closed with 1013
+  (Try Again Later) and new ones are closed with 1013 until it is over; clients reconnect
+  with backoff and resubscribe with `after` = their last event id (docs/live-status.md).
 
 Document limits (size, tokens, aliases, depth, cost) are in app/graphql/limits.py.
 """
@@ -25,6 +30,7 @@ import json
 import logging
 import random
 import time
+import weakref
 from collections.abc import AsyncGenerator
 from contextlib import suppress
 from typing import Any
@@ -36,6 +42,7 @@ from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types.unset import UNSET
 
+from app import outages
 from app.config import get_settings
 from app.domain.errors import Unauthenticated
 from app.services.accounts import authenticate_until
@@ -47,6 +54,9 @@ log = logging.getLogger(__name__)
 MIN_RECHECK_SECONDS = 0.5
 RECHECK_JITTER_SECONDS = 0.2
 RECHECK_RETRY_SECONDS = 2.0  # after PostgreSQL failed to answer
+# RFC 6455 "Try Again Later": PostgreSQL or Redis is down (app/outages.py).
+TRY_AGAIN_LATER = 1013
+UNAVAILABLE_REASON = "Service temporarily unavailable; reconnect later and resubscribe with after=<last event id>"
 
 
 class PendingSockets:
@@ -84,6 +94,36 @@ def _release_slot(context: Any) -> None:
 def unauthenticated(exc: Unauthenticated) -> Response:
     return Response({"errors": [{"message": exc.message, "extensions": {"code": exc.code}}]},
                     status_code=401, media_type=MediaType.JSON)
+
+
+def service_unavailable() -> Response:
+    return Response({"errors": [{"message": outages.MESSAGE, "extensions": {"code": outages.SERVICE_UNAVAILABLE}}]},
+                    status_code=503, media_type=MediaType.JSON, headers=outages.retry_after_headers())
+
+
+def _unavailable_result(data: Any) -> bool:
+    """A GraphQL result that is all SERVICE_UNAVAILABLE: no data, and an outage among its errors."""
+    if not isinstance(data, dict) or data.get("data") is not None:
+        return False
+    return any(isinstance(error, dict) and (error.get("extensions") or {}).get("code") == outages.SERVICE_UNAVAILABLE
+               for error in data.get("errors") or ())
+
+
+# Acknowledged sockets of this process, closed with 1013 when an outage is declared.
+_SOCKETS: "weakref.WeakSet[GuardedTransportWSHandler]" = weakref.WeakSet()
+_CLOSING: set[asyncio.Task] = set()
+
+
+def _close_sockets(dependency: str) -> None:
+    loop = asyncio.get_running_loop()
+    for handler in list(_SOCKETS):
+        if handler.loop is loop:
+            task = loop.create_task(handler.unavailable())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
+
+outages.on_outage(_close_sockets)
 
 
 def _too_big(text: str, limit: int) -> bool:
@@ -124,11 +164,22 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._key_watch: asyncio.Task | None = None
+        self.loop = asyncio.get_running_loop()
 
     async def handle_connection_init(self, message: Any) -> None:
-        await super().handle_connection_init(message)
+        if outages.is_down():
+            await self._close_unavailable()
+            return
+        try:
+            await super().handle_connection_init(message)
+        except Exception as exc:
+            if not outages.report(exc):  # the key could not be checked: PostgreSQL is down
+                raise
+            await self._close_unavailable()
+            return
         if self.connection_acknowledged and self._key_watch is None:
             _release_slot(self.context)
+            _SOCKETS.add(self)
             self._key_watch = asyncio.create_task(self._watch_key())
 
     async def handle_subscribe(self, message: Any) -> None:
@@ -137,6 +188,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:
+        _SOCKETS.discard(self)
         watch = self._key_watch
         if watch is not None and watch is not asyncio.current_task():
             watch.cancel()
@@ -152,11 +204,13 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
         except Unauthenticated:
             await self._revoke()
             return False
-        except Exception:  # PostgreSQL did not answer: refuse this operation, keep the socket
-            log.warning("graphql websocket: could not re-check the API key", exc_info=True)
+        except Exception as exc:  # PostgreSQL did not answer: refuse this operation, keep the socket
+            code = outages.SERVICE_UNAVAILABLE  # an outage is logged once, by app/outages.py
+            if not outages.report(exc):
+                code = "INTERNAL_SERVER_ERROR"
+                log.warning("graphql websocket: could not re-check the API key", exc_info=True)
             await self.send_message({"id": operation_id, "type": "error", "payload": [{  # type: ignore[typeddict-item]
-                "message": "Could not check the API key; try again.",
-                "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]})
+                "message": "Could not check the API key; try again.", "extensions": {"code": code}}]})
             return False
 
     async def _watch_key(self) -> None:
@@ -167,11 +221,23 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             except Unauthenticated:
                 await self._revoke()
                 return
-            except Exception:
-                log.warning("graphql websocket: could not re-check the API key; retrying", exc_info=True)
+            except Exception as exc:
+                if not outages.report(exc):  # an outage is logged once, by app/outages.py
+                    log.warning("graphql websocket: could not re-check the API key; retrying", exc_info=True)
                 until = time.monotonic() + RECHECK_RETRY_SECONDS
             delay = max(until - time.monotonic(), MIN_RECHECK_SECONDS)
             await asyncio.sleep(delay + random.uniform(0, RECHECK_JITTER_SECONDS))
+
+    async def unavailable(self) -> None:
+        """An outage was declared: end the operations and close 1013 (the client resubscribes later)."""
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        await self._close_unavailable()
+
+    async def _close_unavailable(self) -> None:
+        _SOCKETS.discard(self)
+        with suppress(Exception):
+            await self.websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
 
     async def _revoke(self) -> None:
         log.info("graphql websocket: its API key is no longer valid; ending %d operation(s), closing 4403",
@@ -202,11 +268,26 @@ class GuardedGraphQLController:
             except Unauthenticated as exc:  # before the body is read: nothing is parsed
                 log.info("graphql UNAUTHENTICATED: %s", exc.message)
                 return unauthenticated(exc)
+            except Exception as exc:
+                if outages.report(exc):  # the key cannot be checked: PostgreSQL is down
+                    return service_unavailable()
+                raise
         return await super().execute_request(request, context, root_value)  # type: ignore[misc]
+
+    def create_response(self, response_data: Any, sub_response: Any) -> Response:
+        response = super().create_response(response_data, sub_response)  # type: ignore[misc]
+        if _unavailable_result(response_data):  # nothing came back because PostgreSQL/Redis is down
+            response.status_code = 503
+            response.headers.update(outages.retry_after_headers())
+        return response
 
     async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if not self.is_websocket_request(request):  # type: ignore[attr-defined]
             return await super().run(request, context, root_value)  # type: ignore[misc]
+        if outages.is_down():  # PostgreSQL or Redis is down: come back later
+            await request.accept(subprotocols=await self.pick_websocket_subprotocol(request))  # type: ignore[attr-defined]
+            await request.close(code=TRY_AGAIN_LATER, reason=UNAVAILABLE_REASON)
+            return request
         slot = PENDING.take(get_settings().max_unauthenticated_websockets)
         if slot is None:
             log.info("graphql websocket: %d not yet authenticated already; closing 1013", PENDING.count)

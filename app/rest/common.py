@@ -7,6 +7,7 @@ import logging
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from app import outages
 from app.domain.errors import DomainError
 from app.services.accounts import AccountRef, authenticate
 from app.services.rows import NUL_TEXT_ERRORS, as_client_error
@@ -54,6 +55,11 @@ def binary_form_field_handler(_: Request, exc: UnicodeDecodeError) -> Response:
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:
+    if outages.report(exc):
+        # PostgreSQL or Redis cannot be reached: a 503 the client may retry, and no traceback
+        # (app/outages.py logs one WARNING when the outage starts, one INFO when it ends).
+        return _error(503, outages.MESSAGE, code=outages.SERVICE_UNAVAILABLE,
+                      headers=outages.retry_after_headers())
     # The client gets no traceback; the operator gets it in the log.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _error(500, "Internal error.")
