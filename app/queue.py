@@ -11,6 +11,7 @@ from typing import Any
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
+from app import outages
 from app.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ async def enqueue(function: str, *args: Any, job_id: str | None = None, at: date
         job = await pool.enqueue_job(function, *args, _job_id=job_id, _defer_until=at)
         return job is not None
     except Exception as exc:
-        log.warning("could not enqueue %s%s (%s); the reconciler will retry", function, args, exc)
+        if outages.report(exc) is None:  # during an outage, its own log lines say it once
+            log.warning("could not enqueue %s%s (%s); the reconciler will retry", function, args, exc)
         return False
 

@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
+from app import outages
 from app.domain.timefmt import iso_z
 from app.keys import pal_events_channel as channel
 from app.redis_client import redis
@@ -47,7 +48,8 @@ async def record_event(pal_pk: int, kind: str, payload: dict[str, Any], *, pal_i
     try:
         await redis().publish(channel(pal_id), json.dumps(event, default=str))
     except Exception as exc:  # history is safe in PostgreSQL; live push is best effort
-        log.warning("could not publish %s for pal %s: %s", kind, pal_id, exc)
+        if outages.report(exc) is None:  # during an outage, its own log lines say it once
+            log.warning("could not publish %s for pal %s: %s", kind, pal_id, exc)
     return event
 
 
