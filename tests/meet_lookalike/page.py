@@ -35,6 +35,7 @@ body { font-family: sans-serif; margin: 0; }
 
   const endScreen = (title, detail, buttons) => {
     state.phase = 'ended';
+    const extrasEl = document.getElementById('extras'); if (extrasEl) extrasEl.remove();  // captions, chat
     html('<div><h1>' + esc(title) + '</h1><p>' + esc(detail || '') + '</p>' +
       (buttons || ['Return to home screen']).map((b) => '<button>' + esc(b) + '</button>').join('') + '</div>');
   };
@@ -69,7 +70,8 @@ body { font-family: sans-serif; margin: 0; }
   nameBox.addEventListener('input', () => { $('join').disabled = !nameBox.value.trim(); });
   const toggle = (which) => {
     if (state.declined) return;  // devices were declined in the interstitial
-    setTimeout(() => {  // Meet flips the label only after the device answers
+    setTimeout(async () => {  // Meet flips the label only after the device answers
+      if (which === 'mic' && state.phase === 'call' && stream) await micDevice(!state.mic);
       state[which] = !state[which];
       document.querySelectorAll('#' + which).forEach((b) =>
         b.setAttribute('aria-label', which === 'cam' ? camLabel() : micLabel()));
@@ -102,7 +104,7 @@ body { font-family: sans-serif; margin: 0; }
   const controls = (inCall) => '<div id="callcontrols"' + (inCall ? ' role="region" aria-label="Call controls"' : '') + '>' +
     '<button id="mic" aria-label="' + micLabel() + '"><i>mic</i></button>' +
     '<button id="cam" aria-label="' + camLabel() + '"><i>videocam</i></button>' +
-    (inCall ? '<button aria-label="Turn on captions"><i>closed_caption</i></button>' +
+    (inCall ? '<button aria-label="' + (state.captions ? 'Turn off captions' : 'Turn on captions') + '"><i>closed_caption</i></button>' +
       '<button aria-label="Raise hand (ctrl + alt + h)"><i>back_hand</i></button>' +
       '<button aria-label="Chat with everyone"><i>chat</i></button>' +
       '<button aria-label="People"><i>people</i><span data-avatar-count="' + (1 + others()) + '"></span></button>' : '') +
@@ -168,6 +170,7 @@ body { font-family: sans-serif; margin: 0; }
     renderCall();
     if (stream) measure();
     if (sc.tones) startRtc().catch((e) => report('rtc_error', {error: String(e && e.stack || e)}));
+    startReadChat();
     const endAfter = sc.end_after === undefined ? 3 : sc.end_after;
     if (sc.scenario === 'ended') later(endAfter, () => { stopMedia(); endScreen('Your host ended the meeting for everyone'); });
     if (sc.scenario === 'removed') later(endAfter, () => { stopMedia(); endScreen("You\u2019ve been removed from the meeting"); });
@@ -185,8 +188,26 @@ body { font-family: sans-serif; margin: 0; }
     'window.farEnd = (() => {' +
     '  const pc = new RTCPeerConnection({iceServers: []});' +
     '  let ctx = null; const got = {tracks: 0, rms: 0};' +
-    '  pc.ontrack = (e) => { got.tracks++; };' +
-    '  return {pc, got, async addTone(freq, gain) {' +
+    '  pc.ontrack = (e) => { got.tracks++; if (e.track.kind === "audio") listen(e.track); };' +
+    // What the PAL sends, measured: AnalyserNode (fftSize 2048, no smoothing) every 20 ms, the
+    // dominant bin refined by a parabola over its neighbours (dB), and the RMS of the waveform.
+    '  const meter = {samples: []};' +
+    '  function listen(track) {' +
+    '    const el = new Audio(); el.muted = true; el.srcObject = new MediaStream([track]); el.play().catch(() => {});' +
+    '    const mctx = new AudioContext(); mctx.resume().catch(() => {});' +
+    '    const an = mctx.createAnalyser(); an.fftSize = 2048; an.smoothingTimeConstant = 0;' +
+    '    mctx.createMediaStreamSource(new MediaStream([track])).connect(an);' +
+    '    const fd = new Float32Array(an.frequencyBinCount), td = new Float32Array(an.fftSize);' +
+    '    setInterval(() => {' +
+    '      an.getFloatTimeDomainData(td); let s = 0; for (const v of td) s += v * v;' +
+    '      an.getFloatFrequencyData(fd); let b = 2; for (let i = 3; i < fd.length - 1; i++) if (fd[i] > fd[b]) b = i;' +
+    '      const a = fd[b - 1], m = fd[b], c = fd[b + 1], d = a - 2 * m + c;' +
+    '      const off = isFinite(d) && d < 0 ? 0.5 * (a - c) / d : 0;' +
+    '      meter.samples.push({t: Date.now() / 1000, f: (b + off) * mctx.sampleRate / an.fftSize, bin: b,' +
+    '                          db: isFinite(m) ? m : -999, rms: Math.sqrt(s / td.length), rate: mctx.sampleRate});' +
+    '    }, 20);' +
+    '  }' +
+    '  return {pc, got, meter, async addTone(freq, gain) {' +
     '    if (!ctx) ctx = new AudioContext();' +
     '    try { await ctx.resume(); } catch (e) {}' +
     '    const osc = ctx.createOscillator(); osc.frequency.value = freq;' +
@@ -248,7 +269,12 @@ body { font-family: sans-serif; margin: 0; }
     });
     pc.createDataChannel('collections');  // like Meet; also gives an m-line when there is no mic
     const mic = stream && stream.getAudioTracks()[0];
-    if (mic) pc.addTrack(mic, stream);  // what the PAL says goes to the far end (never back)
+    if (mic) rtc.micSender = pc.addTrack(mic, stream);  // what the PAL says goes to the far end (never back)
+    // The far end's measurements of the PAL's audio, in batches (server: record.far_audio).
+    setInterval(() => {
+      const batch = rtc.far.meter.samples.splice(0);
+      if (batch.length && state.phase !== 'ended') report('far_audio', {samples: batch});
+    }, 200);
     await serial(() => negotiate(pc, rtc.far.pc));
     const connected = await new Promise((resolve) => {
       const ok = () => ['connected', 'completed'].includes(pc.iceConnectionState);
@@ -267,6 +293,146 @@ body { font-family: sans-serif; margin: 0; }
         report('tone_started', Object.assign({freq: tone.freq || 440, at}, info));
       }).catch((e) => report('rtc_error', {error: String(e)})));
     }
+  }
+
+  // Like Meet, the in-call mic button stops the mic track on "off" and asks getUserMedia for a new
+  // one on "on", which replaces the track the meeting connection sends.
+  async function micDevice(on) {
+    if (!on) {
+      stream.getAudioTracks().forEach((t) => { t.stop(); stream.removeTrack(t); });
+      if (rtc.micSender) await rtc.micSender.replaceTrack(null).catch(() => {});
+      return report('mic_device', {on: false});
+    }
+    try {
+      const s = await navigator.mediaDevices.getUserMedia({audio: true});
+      const t = s.getAudioTracks()[0];
+      stream.addTrack(t);
+      if (rtc.micSender) await rtc.micSender.replaceTrack(t);
+      report('mic_device', {on: true, label: t.label});
+    } catch (e) { report('media_error', {error: String(e)}); }
+  }
+
+  // ---------- READ and CHAT: a captions region and a chat panel (shared notes meet-media.md) ----------
+  // sc.captions: [{at, row, speaker, text} (create or rewrite row `row`), {at, row, remove: true},
+  //   {at, notice} (in the announcer, never in the captions region), {at, rerender: true, gap}
+  //   (empty the region, then rebuild every row as new nodes `gap` s later)], `at` counted from
+  //   the moment captions are turned on. sc.chat: [{at, sender, text}], `at` counted from admission.
+  // The chat panel (and its textarea) exists only while open; the PAL's messages have no header.
+  const AVATAR = 'data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==';
+  const extras = () => {
+    let ex = document.getElementById('extras');
+    if (!ex) {
+      ex = document.createElement('div'); ex.id = 'extras'; document.body.appendChild(ex);
+      ex.innerHTML = '<div role="status" aria-live="polite" id="announcer"></div><div id="captions-host"></div><div id="panel-host"></div>';
+    }
+    return ex;
+  };
+  const cap = {rows: new Map(), list: null, scheduled: false};
+  const capRow = (r) => {
+    const el = document.createElement('div');
+    el.innerHTML = '<div><img alt="" width="24" height="24" src="' + AVATAR + '"><span></span></div><div><span></span></div>';
+    el.children[0].querySelector('span').textContent = r.speaker;
+    el.children[1].querySelector('span').textContent = r.text;
+    r.el = el;
+    return el;
+  };
+  const setCaptionsLabel = () => document.querySelectorAll('button[aria-label$="on captions"],button[aria-label$="off captions"]')
+    .forEach((b) => b.setAttribute('aria-label', state.captions ? 'Turn off captions' : 'Turn on captions'));
+  function captionsOn() {
+    state.captions = true; setCaptionsLabel();
+    const host = extras().querySelector('#captions-host');
+    host.innerHTML = '<div role="region" aria-label="Captions" tabindex="0"><div></div></div>';
+    cap.list = host.firstChild.firstChild;
+    for (const r of cap.rows.values()) cap.list.appendChild(capRow(r));
+    report('captions_on');
+    if (cap.scheduled) return;
+    cap.scheduled = true;
+    for (const ev of sc.captions || []) later(ev.at || 0, () => captionEvent(ev));
+  }
+  function captionsOff() {
+    state.captions = false; setCaptionsLabel();
+    extras().querySelector('#captions-host').innerHTML = ''; cap.list = null;
+    report('captions_off');
+  }
+  function captionEvent(ev) {
+    if (ev.notice) { extras().querySelector('#announcer').textContent = ev.notice; return report('caption_notice', {text: ev.notice}); }
+    if (ev.rerender) {
+      if (cap.list) cap.list.innerHTML = '';
+      return setTimeout(() => { if (cap.list) for (const r of cap.rows.values()) cap.list.appendChild(capRow(r)); }, 1000 * (ev.gap || 0.3));
+    }
+    let r = cap.rows.get(ev.row);
+    if (ev.remove) { if (r) { r.el.remove(); cap.rows.delete(ev.row); } return; }
+    if (!r) {
+      r = {speaker: ev.speaker || 'Guest 1', text: ev.text || ''}; cap.rows.set(ev.row, r);
+      if (cap.list) cap.list.appendChild(capRow(r));
+    }
+    r.text = ev.text || ''; r.el.children[1].querySelector('span').textContent = r.text;
+  }
+  const chat = {open: false, messages: [], n: 0, list: null, lastSender: undefined, group: null};
+  const hhmm = () => new Date().toLocaleTimeString('en-US', {hour: 'numeric', minute: '2-digit'});
+  function chatAppend(m) {
+    if (!chat.list) return;
+    if (chat.group === null || chat.lastSender !== m.sender) {
+      chat.group = document.createElement('div');
+      chat.group.innerHTML = (m.sender === null ? '' : '<div><div></div><div></div></div>') + '<div></div>';
+      if (m.sender !== null) {
+        chat.group.firstChild.children[0].textContent = m.sender;
+        chat.group.firstChild.children[1].textContent = m.time;
+      }
+      chat.list.appendChild(chat.group); chat.lastSender = m.sender;
+    }
+    const item = document.createElement('div');
+    item.setAttribute('data-message-id', m.id);
+    item.innerHTML = '<div></div><button data-message-id="' + esc(m.id) + '" aria-label="Pin message"><i>keep</i></button>';
+    item.firstChild.textContent = m.text;
+    chat.group.lastChild.appendChild(item);
+  }
+  function renderPanel() {
+    const host = extras().querySelector('#panel-host');
+    chat.list = null; chat.group = null; chat.lastSender = undefined;
+    if (!chat.open) { host.innerHTML = ''; return; }
+    host.innerHTML = '<aside aria-label="Side panel"><h2>In-call messages</h2>' +
+      '<div>Messages can only be seen by people in the call and are deleted when the call ends.</div>' +
+      '<div role="list" aria-live="polite"></div>' +
+      '<div><textarea aria-label="Send a message" placeholder="Send a message"></textarea>' +
+      '<button aria-label="Send a message" disabled><i>send</i></button></div></aside>';
+    chat.list = host.querySelector('[role="list"]');
+    chat.messages.forEach(chatAppend);
+  }
+  function sendChat() {
+    const ta = document.querySelector('textarea[aria-label="Send a message"]');
+    const text = ta ? ta.value.trim() : '';
+    if (!text) return;
+    ta.value = ''; ta.nextElementSibling.disabled = true;
+    const m = {id: 'spaces/' + code + '/messages/' + (++chat.n), sender: null, time: hhmm(), text};
+    chat.messages.push(m); chatAppend(m);
+    report('chat_sent', {text, id: m.id});
+  }
+  function startReadChat() {
+    document.addEventListener('click', (e) => {
+      const b = e.target.closest && e.target.closest('button');
+      if (!b || state.phase !== 'call') return;
+      const label = b.getAttribute('aria-label') || '';
+      if (label === 'Turn on captions') captionsOn();
+      else if (label === 'Turn off captions') captionsOff();
+      else if (label.startsWith('Chat with everyone')) { chat.open = !chat.open; renderPanel(); report('chat_panel', {open: chat.open}); }
+      else if (label === 'Send a message' && !b.disabled) sendChat();
+    }, true);
+    document.addEventListener('input', (e) => {
+      const t = e.target;
+      if (t.matches && t.matches('textarea[aria-label="Send a message"]')) t.nextElementSibling.disabled = !t.value.trim();
+    }, true);
+    document.addEventListener('keydown', (e) => {
+      const t = e.target;
+      if (e.key === 'Enter' && !e.shiftKey && t.matches && t.matches('textarea[aria-label="Send a message"]')) {
+        e.preventDefault(); sendChat();
+      }
+    }, true);
+    for (const m of sc.chat || []) later(m.at || 0, () => {
+      const msg = {id: 'spaces/' + code + '/messages/' + (++chat.n), sender: m.sender || 'Guest 1', time: hhmm(), text: m.text};
+      chat.messages.push(msg); chatAppend(msg);
+      report('chat_posted', {sender: msg.sender, text: msg.text, id: msg.id});
+    });
   }
 
   // Media check: do the frames change, and is there sound?

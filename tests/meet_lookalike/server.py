@@ -14,7 +14,12 @@ ended, removed, everyone_left, stay. Options: admit_after, end_after, participan
 interstitial ("media_choice" | "got_it"), recording_notice, camera_on, mic_on,
 tones ([{"freq": 440, "at": 0.0, "gain": 0.3}, ...]: once admitted, the page's meeting
 RTCPeerConnection is connected over 127.0.0.1 to an unhooked far end in an iframe, and each tone
-is a participant track added `at` s after that connection is up; see page.py).
+is a participant track added `at` s after that connection is up; see page.py; the far end also
+measures the PAL's audio into record.far_audio, and the in-call mic button stops the track on "off"
+and calls getUserMedia again on "on", like Meet),
+captions ([{"at", "row", "speaker", "text"} | {"at", "row", "remove": true} | {"at", "notice"} |
+{"at", "rerender": true}], scripted from the moment captions are turned on), chat
+([{"at", "sender", "text"}], participant messages from admission; see page.py).
 
 Chromium needs --allow-loopback-in-peer-connection (in browser_args) to gather 127.0.0.1
 candidates; the page drops every other candidate before it reaches the other end.
@@ -66,6 +71,10 @@ class MeetingRecord:
     media: list[dict[str, Any]] = field(default_factory=list)
     rtc: list[dict[str, Any]] = field(default_factory=list)  # "rtc" reports: ICE state, selected pair
     tones_started: list[dict[str, Any]] = field(default_factory=list)  # with the server time "t"
+    # The far end's AnalyserNode on the PAL's audio, every 20 ms: {t (page clock, s), f (Hz), rms, db}.
+    far_audio: list[dict[str, Any]] = field(default_factory=list)
+    captions_on: bool = False  # someone clicked "Turn on captions"
+    chat_sent: list[str] = field(default_factory=list)  # messages the PAL sent in the chat panel
 
     def event_names(self) -> list[str]:
         return [e["event"] for e in self.events]
@@ -103,6 +112,12 @@ class MeetingRecord:
             self.rtc.append(ev)
         elif kind == "tone_started":
             self.tones_started.append(ev)
+        elif kind == "captions_on":
+            self.captions_on = True
+        elif kind == "chat_sent":
+            self.chat_sent.append(str(ev.get("text")))
+        elif kind == "far_audio":
+            self.far_audio.extend(ev.get("samples") or [])
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path, str]:

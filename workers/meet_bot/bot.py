@@ -16,9 +16,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import meet_page as mp
 from .browser import BrowserGone, ChromiumSession
-from .channels import MediaChannels
+from .captions import CaptionReader
+from .channels import MediaChannels, SendChat
+from .chat import ChatChannel
+from .commands import CommandRouter
 from .media_bridge import AudioSink, AudioTap
 from .models import BotResult, BotSettings, FaceMedia, utcnow
+from .speak import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +81,76 @@ async def run_meet_bot(
     await on_status("joining", None)
     try:
         async with ChromiumSession(settings, media) as session:
-            flow = _Flow(session, meeting_url, display_name, settings, on_status,
+            # SPEAK: with channels, the mic is the injected one (speak.py), managed once in the call.
+            speaker = Speaker(channels, settings.voice) if channels is not None else None
+            router = CommandRouter(channels.commands) if channels is not None else None
+            status_cb = on_status
+            if speaker is not None:
+                async def status_cb(status: str, reason: str | None) -> None:
+                    if status == "in_call":
+                        speaker.admitted()
+                    await on_status(status, reason)
+            # READ + CHAT: readers installed before navigating; captions on, chat open once in the call.
+            captions = CaptionReader(channels.on_caption) if channels is not None else None
+            chat = ChatChannel(display_name, channels.on_chat) if channels is not None else None
+            read_setup: list[asyncio.Task[None]] = []
+            if captions is not None and chat is not None:
+                before_read = status_cb
+
+                async def status_read(status: str, reason: str | None) -> None:
+                    if status == "in_call" and not read_setup:
+                        read_setup.append(asyncio.create_task(_read_chat_setup(session, captions, chat)))
+                    await before_read(status, reason)
+                status_cb = status_read
+            flow = _Flow(session, meeting_url, display_name, settings, status_cb,
                          leave_at, stop or asyncio.Event(), clock)
             tap = AudioTap(audio_sink) if audio_sink is not None else None
             try:
                 if tap is not None:
                     await tap.install(session)  # before navigating: the hook must precede Meet's scripts
+                if speaker is not None and router is not None:
+                    await speaker.install(session)  # before navigating, like the tap
+                    speaker.register(router)
+                    speaker.start()
+                if captions is not None and chat is not None and router is not None:
+                    await captions.install(session)
+                    await chat.install(session)
+                    router.register(SendChat, chat.send, lane="chat")
+                if router is not None:
+                    router.start()
                 return await flow.run()
             except BrowserGone as exc:
                 tail = "\n".join(list(session.stderr_tail)[-15:])
                 log.warning("meet bot: browser crash: %s; chromium stderr tail:\n%s", exc, tail)
                 return BotResult.failed("browser_crash")
             finally:
+                for task in read_setup:
+                    task.cancel()
+                if router is not None:
+                    await router.close()
+                if captions is not None and chat is not None:
+                    await captions.close()
+                    await chat.close()
+                if speaker is not None:
+                    await speaker.close()
                 if tap is not None:
                     await tap.close()
     except BrowserGone as exc:  # Chromium never started
         log.warning("meet bot: browser crash: %s", exc)
         return BotResult.failed("browser_crash")
+
+
+async def _read_chat_setup(session: ChromiumSession, captions: CaptionReader, chat: ChatChannel) -> None:
+    """Once in the call: turn captions on and open the chat panel (best effort, logged)."""
+    try:
+        if not await captions.turn_on(session):
+            log.warning("meet bot: could not turn captions on")
+        if not await chat.open(session):
+            log.warning("meet bot: could not open the chat panel")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the flow notices a dead browser by itself
+        log.warning("meet bot: captions/chat setup failed: %r", exc)
 
 
 def with_english(url: str) -> str:

@@ -29,6 +29,7 @@ class BotSettings:
     alone_grace: float = 60
     poll_interval: float = 0.5
     prejoin_timeout: float = 60
+    voice: str = "en"  # the face's espeak-ng voice, for `Say` (channels.Say)
 
 
 @dataclass(frozen=True)

@@ -202,3 +202,92 @@ def tone_fraction(samples: Sequence[float], freq: float, rate: int = SAMPLE_RATE
     b = (xs * cc - xc * cs) / det
     explained = a * xc + b * xs  # projection energy
     return max(0.0, min(1.0, explained / total))
+
+
+# --- SPEAK helpers: the PAL's own voice going into the meeting ----------------------------------
+
+def _lowpass_taps(cutoff: float, taps: int) -> list[float]:
+    """A Hann-windowed sinc low-pass, `cutoff` as a fraction of the sample rate (0..0.5), unit DC gain."""
+    mid = (taps - 1) / 2
+    h = []
+    for i in range(taps):
+        x = i - mid
+        v = 2 * cutoff if x == 0 else math.sin(2 * math.pi * cutoff * x) / (math.pi * x)
+        h.append(v * (0.5 - 0.5 * math.cos(2 * math.pi * i / (taps - 1))))
+    total = sum(h)
+    return [v / total for v in h]
+
+
+def resample(samples: Sequence[float], src_rate: int, dst_rate: int = SAMPLE_RATE, taps: int = 15) -> list[float]:
+    """Resample mono audio by linear interpolation, low-passed first when going down.
+
+    Pure Python (a few hundred ms for 10 s of speech): run it off the event loop. The output has
+    round(len * dst / src) samples; the filter has no delay (it is centred).
+    """
+    if src_rate <= 0 or dst_rate <= 0:
+        raise ValueError("sample rates must be positive")
+    x: list[float] = [float(s) for s in samples]
+    if not x or src_rate == dst_rate:
+        return x
+    if dst_rate < src_rate and len(x) > taps:
+        h = _lowpass_taps(0.45 * dst_rate / src_rate, taps)
+        half = taps // 2
+        padded = [0.0] * half + x + [0.0] * half
+        x = [sum(h[k] * padded[i + k] for k in range(taps)) for i in range(len(x))]
+    n_out = int(round(len(x) * dst_rate / src_rate))
+    step = src_rate / dst_rate
+    last = len(x) - 1
+    out = []
+    for j in range(n_out):
+        pos = j * step
+        i = int(pos)
+        if i >= last:
+            out.append(x[last])
+            continue
+        frac = pos - i
+        out.append(x[i] + (x[i + 1] - x[i]) * frac)
+    return out
+
+
+def parse_wav(data: bytes) -> tuple[int, int, bytes]:
+    """(sample rate, channels, int16 LE data) of a 16-bit PCM wav.
+
+    Tolerates the placeholder sizes espeak-ng writes to a pipe (--stdout): the data chunk is taken
+    to run to the end of the file when its declared size is larger than what is there.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("not a RIFF/WAVE file")
+    pos, rate, channels, bits = 12, None, None, None
+    while pos + 8 <= len(data):
+        tag, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        body = pos + 8
+        if tag == b"fmt ":
+            fmt, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body)
+            if fmt != 1 or bits != 16:
+                raise ValueError("only 16-bit PCM wav is supported")
+        elif tag == b"data":
+            if rate is None or channels is None:
+                raise ValueError("data before fmt")
+            pcm = data[body:body + size] if body + size <= len(data) else data[body:]
+            frame = 2 * channels
+            return rate, channels, pcm[: len(pcm) // frame * frame]
+        pos = body + size + (size & 1)
+    raise ValueError("no data chunk")
+
+
+def split_pcm(pcm: bytes, max_ms: int = MAX_FRAME_MS, rate: int = SAMPLE_RATE) -> list[bytes]:
+    """Cut PCM into whole-sample chunks of at most `max_ms` (the last may be shorter)."""
+    size = max(SAMPLE_WIDTH, rate * max_ms // 1000 * SAMPLE_WIDTH)
+    pcm = pcm[: len(pcm) // SAMPLE_WIDTH * SAMPLE_WIDTH]
+    return [pcm[i:i + size] for i in range(0, len(pcm), size)]
+
+
+def wav_to_pcm(data: bytes, rate: int = SAMPLE_RATE) -> bytes:
+    """A 16-bit PCM wav (any rate, mono or stereo) as mono s16le at `rate`: what the mic plays."""
+    src_rate, channels, pcm = parse_wav(data)
+    samples = to_samples(pcm)
+    if channels > 1:
+        samples = [sum(samples[i:i + channels]) / channels for i in range(0, len(samples), channels)]
+    if src_rate != rate:
+        samples = resample(samples, src_rate, rate)
+    return from_samples(samples)
