@@ -20,12 +20,14 @@ from app.graphql.schema import schema
 from app.graphql.subscriptions import channels_plugin
 from app.graphql.transport import GuardedGraphQLController
 from app.rest.common import EXCEPTION_HANDLERS
+from app.services import media_relay
 from app.rest.conversations import ConversationController
 from app.rest.inbound import InboundEmailController
 from app.rest.limits import JsonLimitsMiddleware
 from app.rest.meetings import JoinController, PalActivityController
 from app.rest.openapi import openapi_config
 from app.rest.pals import FaceController, PalController
+from app.rest.stream import conversation_stream
 from app.web import status as status_page
 from app.services.invites import announce_sender_auth_mode
 
@@ -75,6 +77,7 @@ async def lifespan(_: Litestar) -> AsyncIterator[None]:
         yield
     finally:
         await outages.stop()  # the probes of a PostgreSQL or Redis outage, if one is on
+        await media_relay.close()  # the stream clients' pub/sub connections
         await db.close_pool()
 
 
@@ -84,7 +87,7 @@ def create_app(*, manage_pool: bool = True) -> Litestar:
     return Litestar(
         route_handlers=[
             PalController, FaceController, PalActivityController, JoinController, InboundEmailController,
-            ConversationController,
+            ConversationController, conversation_stream,
             graphql_controller(), healthz, *status_page.route_handlers,
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -153,6 +153,21 @@ class JoinStatusChange(Table, tablename="join_status_changes"):
     at = Timestamptz()
 
 
+class TranscriptEntry(Table, tablename="transcript_entries"):
+    """One line of a conversation's transcript: a final caption, a chat message, or what the PAL said.
+
+    Read in insertion order (``id``) per conversation: see the index in the migration
+    "transcript_entries" and app/services/transcripts.py."""
+
+    conversation = ForeignKey(references=Conversation, null=False, on_delete=OnDelete.cascade)
+    kind = Varchar(length=8)  # speech | chat
+    speaker = Varchar(length=200, default="")
+    text = Text()
+    is_self = Boolean(default=False)  # said or sent by the PAL itself
+    at = Timestamptz()  # when it happened in the meeting
+    created_at = Timestamptz()
+
+
 class OutboundEmail(Table, tablename="outbound_emails"):
     """The reply outbox: retried with backoff so a relay outage loses nothing."""
 

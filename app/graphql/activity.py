@@ -77,6 +77,8 @@ class Join:
     meeting: MeetingRef | None = strawberry.field(
         description="The invitation this join belongs to; null for a join dispatched by the API.")
     recurrence_id: str | None
+    conversation_id: str | None = strawberry.field(
+        description="The conversation of its bot run (transcript, live stream); null until it is dispatched.")
     meeting_url: str
     start_at: str
     end_at: str | None
@@ -106,6 +108,36 @@ class Conversation:
     created_at: str
 
 
+@strawberry.type(description="One line of a conversation's transcript.")
+class TranscriptEntry:
+    id: int | None = strawberry.field(description="The stored entry's id (a cursor); null for a live line "
+                                                  "not read from storage.")
+    kind: str = strawberry.field(description="speech (a final caption or the PAL's own words) or chat.")
+    speaker: str
+    text: str
+    at: str | None
+    is_self: bool = strawberry.field(name="self", description="Said or written by the PAL itself.")
+
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> "TranscriptEntry":
+        return cls(id=view.get("id"), kind=view["kind"], speaker=view["speaker"], text=view["text"],
+                   at=view.get("at"), is_self=bool(view.get("self")))
+
+
+@strawberry.type
+class Transcript:
+    conversation_id: str
+    entries: list[TranscriptEntry]
+    has_more: bool
+
+
+@strawberry.type(description="A say or chat command handed to the PAL's bot.")
+class CommandAccepted:
+    conversation_id: str
+    type: str
+    text: str
+
+
 async def join(info: Info, id: int) -> Join:
     account = await info.context.account()
     return Join.from_view(await get_join(account.id, id))
@@ -125,3 +157,26 @@ async def create_conversation(info: Info, pal_id: str, meeting_url: str, face_id
 async def end_conversation(info: Info, conversation_id: str) -> Conversation:
     account = await info.context.account()
     return _build(Conversation, await conversation_service.end_conversation(account.id, conversation_id, now=utcnow()))
+
+
+async def transcript(info: Info, conversation_id: str, after: int | None = None,
+                     first: int | None = None) -> Transcript:
+    """What was said and written in the meeting, in order; page with `after` (an entry id)."""
+    account = await info.context.account()
+    view = await conversation_service.transcript(account.id, conversation_id, after=after, first=first)
+    return Transcript(conversation_id=view["conversation_id"], has_more=view["has_more"],
+                      entries=[TranscriptEntry.from_view(e) for e in view["entries"]])
+
+
+async def say(info: Info, conversation_id: str, text: str) -> CommandAccepted:
+    """The PAL says `text` (1..2000 characters) in the meeting; CONFLICT when its bot is not in the call."""
+    account = await info.context.account()
+    return _build(CommandAccepted, await conversation_service.send_command(
+        account.id, conversation_id, "say", {"text": text}))
+
+
+async def send_chat(info: Info, conversation_id: str, text: str) -> CommandAccepted:
+    """The PAL writes `text` (1..2000 characters) in the meeting's chat; CONFLICT when not in the call."""
+    account = await info.context.account()
+    return _build(CommandAccepted, await conversation_service.send_command(
+        account.id, conversation_id, "chat", {"text": text}))

@@ -19,6 +19,7 @@ class Query:
     check_username: pal_api.UsernameAvailability = strawberry.field(resolver=pal_api.check_username)
     join: activity.Join = strawberry.field(resolver=activity.join)
     conversation: activity.Conversation = strawberry.field(resolver=activity.conversation)
+    transcript: activity.Transcript = strawberry.field(resolver=activity.transcript)
 
 
 @strawberry.type
@@ -30,6 +31,8 @@ class Mutation:
     delete_face: bool = strawberry.mutation(resolver=pal_api.delete_face)
     create_conversation: activity.Conversation = strawberry.mutation(resolver=activity.create_conversation)
     end_conversation: activity.Conversation = strawberry.mutation(resolver=activity.end_conversation)
+    say: activity.CommandAccepted = strawberry.mutation(resolver=activity.say)
+    send_chat: activity.CommandAccepted = strawberry.mutation(resolver=activity.send_chat)
 
 
 schema = AppSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[

@@ -27,12 +27,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app import outages
 from app.config import get_settings
 from app.domain.errors import ValidationFailed
-from app.graphql.activity import Conversation, Join
+from app.graphql.activity import Conversation, Join, TranscriptEntry
 from app.graphql.context import Info
 from app.graphql.events import PalEvent, PalSnapshot, PalStreamItem
 from app.services.conversations import get_conversation
 from app.domain.join_state import status_of_event
+from app.keys import conversation_events_channel
 from app.keys import pal_events_channel as channel
+from app.services import conversations as conversation_service
 from app.services.events import events_page
 from app.services.joins import current_state, get_join
 from app.services.pals import owned_pal_pk
@@ -282,6 +284,58 @@ async def conversation_status(info: Info, conversation_id: str) -> AsyncGenerato
                     yield Conversation(**view)
 
 
+def _live_line(raw: bytes) -> dict[str, Any] | None:
+    """A transcript entry view from the conversation's events channel (final lines and chats only)."""
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("text"), str):
+        return None
+    if event.get("type") == "transcript" and event.get("final"):
+        return {"id": None, "kind": "speech", "speaker": str(event.get("speaker") or ""), "text": event["text"],
+                "at": event.get("at"), "self": bool(event.get("self"))}
+    if event.get("type") == "chat":
+        return {"id": None, "kind": "chat", "speaker": str(event.get("sender") or ""), "text": event["text"],
+                "at": event.get("at"), "self": bool(event.get("self"))}
+    return None
+
+
+def _line_key(view: dict[str, Any]) -> tuple[Any, ...]:
+    return (view["kind"], view["speaker"], view["text"].strip(), view.get("at"))
+
+
+async def conversation_transcript(info: Info, conversation_id: str) -> AsyncGenerator[TranscriptEntry, None]:
+    """The stored transcript first (oldest first), then each final line and chat message as it happens."""
+    account = await info.context.account()
+    target = await conversation_service.stream_target(account.id, conversation_id)
+    plugin: ChannelsPlugin | None = info.context.channels
+    if plugin is None:
+        raise RuntimeError("live lines need the ChannelsPlugin in the GraphQL context")
+    # Subscribed before the stored lines are read: a line is then sent stored, live or both
+    # (a line both stored and published since the read is sent once).
+    async with plugin.start_subscription([conversation_events_channel(target["conversation_id"])]) as subscriber:
+        seen: set[tuple[Any, ...]] = set()
+        after = 0
+        while True:
+            page = await conversation_service.transcript(account.id, conversation_id, after=after)
+            for view in page["entries"]:
+                seen.add(_line_key(view))
+                yield TranscriptEntry.from_view(view)
+            if not page["has_more"] or not page["entries"]:
+                break
+            after = page["entries"][-1]["id"]
+        async for raw in subscriber.iter_events():
+            view = _live_line(raw) if raw != RESYNC else None
+            if view is None:
+                continue
+            key = _line_key(view)
+            if key in seen:
+                seen.discard(key)
+                continue
+            yield TranscriptEntry.from_view(view)
+
+
 @strawberry.type
 class Subscription:
     pal_events: AsyncGenerator[PalStreamItem, None] = strawberry.subscription(
@@ -290,3 +344,6 @@ class Subscription:
         resolver=join_status, description="One join's status, now and on every change.")
     conversation_status: AsyncGenerator[Conversation, None] = strawberry.subscription(
         resolver=conversation_status, description="One API conversation's status, now and on every change.")
+    conversation_transcript: AsyncGenerator[TranscriptEntry, None] = strawberry.subscription(
+        resolver=conversation_transcript,
+        description="A conversation's transcript: the stored lines first, then each new line as it happens.")

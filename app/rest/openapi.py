@@ -131,6 +131,16 @@ CONVERSATION_REQUEST_SCHEMA: dict[str, Any] = {
 }
 
 
+TEXT_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S",
+                 "description": "1 to 2000 characters (trimmed)."},
+    },
+}
+
+
 # --- views (what the services return) ---
 
 class PalView(TypedDict):
@@ -187,6 +197,7 @@ class JoinView(TypedDict):
     uid: str | None
     summary: str | None
     recurrence_id: str | None
+    conversation_id: str | None
     meeting_url: str
     start_at: str | None
     end_at: str | None
@@ -244,3 +255,24 @@ class MeetingView(TypedDict):
 class MeetingList(TypedDict):
     data: list[MeetingView]
     total_count: int
+
+
+class TranscriptEntryView(TypedDict):
+    id: int
+    kind: str  # speech | chat
+    speaker: str
+    text: str
+    at: str
+    self: bool
+
+
+class TranscriptView(TypedDict):
+    conversation_id: str
+    entries: list[TranscriptEntryView]
+    has_more: bool
+
+
+class CommandAccepted(TypedDict):
+    conversation_id: str
+    type: str  # say | chat
+    text: str

@@ -40,6 +40,7 @@ from typing import Any
 from app.config import get_settings
 from app.db import engine
 from app.domain.face_media import FaceMedia
+from app.domain.ids import new_public_id
 from app.domain.join_state import ACTIVE, FailReason, JoinStatus, RequeueReason
 from app.domain.meeting_links import classify_url
 from app.domain.platforms import Platform
@@ -105,6 +106,9 @@ class BotRun:
     platform: str
     end_at: datetime | None
     leave_at: datetime | None
+    # The run's conversation (media bridge: transcript, stream channels); every claimed join has one.
+    conversation_pk: int | None = None
+    conversation_id: str | None = None
 
 
 def _lease_ms() -> int:
@@ -165,12 +169,16 @@ async def _claim_within_account_cap(join_pk: int, plan_version: int, *, now: dat
 
 
 async def _bot_run(claimed: dict[str, Any], token: str) -> BotRun:
-    pal = await Pal.select(Pal.pal_name, Pal.default_face_id).where(Pal.id == claimed["pal"]).first()
+    pal = await Pal.select(Pal.pal_name, Pal.default_face_id, Pal.account).where(Pal.id == claimed["pal"]).first()
     face_id = pal["default_face_id"]
+    conversation = None
     if claimed["conversation"]:
-        conversation = await Conversation.select(Conversation.face_id).where(
+        conversation = await Conversation.select(Conversation.id, Conversation.conversation_id,
+                                                 Conversation.face_id).where(
             Conversation.id == claimed["conversation"]).first()
         face_id = conversation["face_id"] if conversation else face_id
+    if conversation is None:
+        conversation = await _open_conversation(claimed, pal)
     link = classify_url(claimed["meeting_url"])
     end_at = claimed["end_at"]
     return BotRun(
@@ -178,7 +186,31 @@ async def _bot_run(claimed: dict[str, Any], token: str) -> BotRun:
         pal_name=pal["pal_name"], face_id=face_id or None, meeting_url=claimed["meeting_url"],
         platform=str(link.platform if link else Platform.OTHER), end_at=end_at,
         leave_at=end_at + get_settings().end_grace if end_at else None,
+        conversation_pk=conversation["id"], conversation_id=conversation["conversation_id"],
     )
+
+
+async def _open_conversation(claimed: dict[str, Any], pal: dict[str, Any]) -> dict[str, Any]:
+    """A calendar join's bot run gets a conversation: its transcript and live stream hang on it.
+
+    Created for the PAL with its default face and the join's meeting URL, and linked to the
+    join (once: a re-dispatched run of the same join keeps it)."""
+    now = claimed["updated_at"]
+    rows = await Conversation.insert(Conversation(
+        conversation_id=new_public_id("c"), account=pal["account"], pal=claimed["pal"],
+        face_id=pal["default_face_id"] or "", meeting_url=claimed["meeting_url"], created_at=now,
+    )).returning(Conversation.id, Conversation.conversation_id, Conversation.face_id)
+    created = rows[0]
+    linked = await Join.update({Join.conversation: created["id"]}).where(
+        (Join.id == claimed["id"]) & Join.conversation.is_null()).returning(Join.conversation)
+    if not linked:  # linked concurrently (cannot happen while we own the join): use that one
+        await Conversation.delete().where(Conversation.id == created["id"])
+        row = await Join.select(Join.conversation).where(Join.id == claimed["id"]).first()
+        existing = await Conversation.select(Conversation.id, Conversation.conversation_id,
+                                             Conversation.face_id).where(
+            Conversation.id == row["conversation"]).first()
+        return existing
+    return created
 
 
 async def face_media(run: BotRun) -> FaceMedia:

@@ -12,10 +12,11 @@ from typing import Any
 from app.domain.errors import Conflict, NotFound, ValidationFailed
 from app.domain.ids import new_public_id
 from app.domain.join_planning import PlannedJoin
-from app.domain.join_state import CancelReason
+from app.domain.join_state import CancelReason, JoinStatus
 from app.domain.meeting_links import classify_url
 from app.domain.platforms import display_name, is_joinable, is_known, joinable_names
 from app.domain.timefmt import iso_z
+from app.services import media_relay, transcripts
 from app.services.faces import get_visible_face
 from app.services.joins import cancel_join, conversation_join, create_join, joining_now
 from app.tables import Conversation, Pal
@@ -108,3 +109,41 @@ async def end_conversation(account_id: int, conversation_id: str, *, now: dateti
     if join is not None:
         join = await cancel_join(join["id"], join["status"], CancelReason.ENDED_BY_API, now=now) or join
     return _view(conversation, join, pal_id)
+
+
+# --- the media bridge: transcript, say, chat, stream (app/services/media_relay.py) ----------------
+
+async def stream_target(account_id: int, conversation_id: str) -> dict[str, Any]:
+    """The conversation a stream client may open (NotFound when not the account's)."""
+    conversation, _, pal_id = await _owned(account_id, conversation_id)
+    return {"pk": conversation["id"], "conversation_id": conversation["conversation_id"], "pal_id": pal_id}
+
+
+async def conversation_exists(conversation_id: str) -> bool:
+    """Whether any account has this conversation (the stream tells 4403 from 4404)."""
+    return bool(await Conversation.exists().where(Conversation.conversation_id == conversation_id))
+
+
+async def transcript(account_id: int, conversation_id: str, *, after: object = None,
+                     first: object = None) -> dict[str, Any]:
+    """What was said and written in the meeting, in order; `after` (an entry id) pages on."""
+    after, first = transcripts.page_bounds(after, first)
+    conversation, _, _ = await _owned(account_id, conversation_id)
+    entries, more = await transcripts.entries(conversation["id"], after=after, first=first)
+    return {"conversation_id": conversation["conversation_id"], "entries": entries, "has_more": more}
+
+
+async def send_command(account_id: int, conversation_id: str, kind: str, data: object) -> dict[str, Any]:
+    """Have the PAL say (`kind` "say") or write in the chat (`kind` "chat") `data["text"]`.
+
+    404 when the conversation is not the account's, 400 for text outside 1..2000 characters,
+    409 when its bot is not in the call."""
+    conversation, join, _ = await _owned(account_id, conversation_id)
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be a JSON object.", field="body")
+    text = transcripts.validate_text(data.get("text"))
+    if join is None or join["status"] != JoinStatus.IN_CALL:
+        status = join["status"] if join else "unknown"
+        raise Conflict(f"The PAL is not in the call (status {status}).", field="conversation_id")
+    await media_relay.publish_command(conversation["conversation_id"], media_relay.command(kind, text))
+    return {"conversation_id": conversation["conversation_id"], "type": kind, "text": text}

@@ -68,7 +68,8 @@ def stored_event(row: dict[str, Any]) -> StoredEvent:
 def _select_joins():
     """Join rows with the event they belong to (NULL for API conversations)."""
     return Join.select(*Join.all_columns(), Join.calendar_event.uid.as_alias("event_uid"),
-                       Join.calendar_event.summary.as_alias("event_summary"))
+                       Join.calendar_event.summary.as_alias("event_summary"),
+                       Join.conversation.conversation_id.as_alias("conversation_public_id"))
 
 
 def join_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +80,9 @@ def join_view(row: dict[str, Any]) -> dict[str, Any]:
         "uid": row.get("event_uid") if event_pk else None,
         "summary": row.get("event_summary") if event_pk else None,
         "recurrence_id": row["recurrence_id"] or None,
+        # The conversation of its bot run (media bridge): an API conversation's, or the one
+        # a calendar join gets when it is dispatched; None before that.
+        "conversation_id": row.get("conversation_public_id") if row.get("conversation") else None,
         "meeting_url": row["meeting_url"],
         "start_at": iso_z(row["start_at"]),
         "end_at": iso_z(row["end_at"]),

@@ -73,9 +73,12 @@ async def test_invite_for_a_meeting_in_progress_sends_the_bot_into_the_meet(
     record = meet_lookalike.record(code)
     assert record.name == "Anna" and record.join_button == "Ask to join"
     assert record.camera_on_at_join and record.mic_on_at_join and record.admitted
+    # Every bot run has a conversation (the media bridge): once admitted the PAL says its
+    # face's greeting through the injected microphone.
     assert record.video_live() and record.audio_live()
     [join] = await Join.select()
     assert (join["status"], join["reason"]) == ("left", "meeting_ended")
+    assert join["conversation"] is not None
     assert await history(join["id"]) == ["scheduled", "dispatching", "joining", "waiting_room", "in_call", "left"]
     assert any(m["Subject"].startswith("Accepted") for m in smtp_sink.parsed())
 
