@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import os
@@ -137,7 +138,8 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
     try:
         media = await bot_runs.face_media(run)
         async with ctx["bot_slots"]:
-            result = await bot(run.meeting_url, run.pal_name, media, ctx.get("bot_settings") or bot_settings(),
+            settings = dataclasses.replace(ctx.get("bot_settings") or bot_settings(), voice=media.voice)
+            result = await bot(run.meeting_url, run.pal_name, media, settings,
                                on_status=on_status, leave_at=run.leave_at, stop=stop, clock=clock, **extra)
         if lost.is_set():
             # Our lease ran out under us (Redis unreachable, worker stalled): the bot left so

@@ -21,6 +21,7 @@ class FaceMedia:
 
     video_path: Path
     audio_path: Path
+    voice: str = "en"  # the face's espeak-ng voice: what the PAL's `say` sounds like
 
 
 def check_face_fields(name: object, voice: object) -> tuple[str, str]:

@@ -218,15 +218,16 @@ async def face_media(run: BotRun) -> FaceMedia:
     from app.media.generate import ensure_face_media_async
 
     face = await Face.select().where(Face.face_id == run.face_id).first() if run.face_id else None
+    voice = (face["voice"] if face else None) or "en"
     if face and face["video_path"] and face["audio_path"]:
         # Fully uploaded: don't draw a y4m (several MB, pure Python) on the join's hot path.
-        return FaceMedia(video_path=Path(face["video_path"]), audio_path=Path(face["audio_path"]))
+        return FaceMedia(video_path=Path(face["video_path"]), audio_path=Path(face["audio_path"]), voice=voice)
     key = face["face_id"] if face else "default"
-    voice = face["voice"] if face else "en"
     generated = await ensure_face_media_async(key, run.pal_name, voice, Path(get_settings().media_dir))
     return FaceMedia(
         video_path=Path(face["video_path"]) if face and face["video_path"] else generated.video_path,
         audio_path=Path(face["audio_path"]) if face and face["audio_path"] else generated.audio_path,
+        voice=voice,
     )
 
 
