@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from tests.fixtures import graphql
+from tests.servers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 FACE = "r90bbd427f71"
@@ -160,10 +160,7 @@ HEADER_TIMEOUT, BODY_TIMEOUT, KEEP_ALIVE, MIN_RATE = 1.0, 1.5, 1.0, 1000
 SLACK = 1.5  # scheduling on a busy 2-core machine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port = free_port
 
 
 @asynccontextmanager
@@ -174,17 +171,7 @@ async def serve(**env: str) -> AsyncIterator[int]:
         sys.executable, "-m", "app", "serve", cwd=ROOT,
         env={**os.environ, "API_HOST": "127.0.0.1", "API_PORT": str(port), "LOG_LEVEL": "WARNING", **env})
     try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(200):
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.returncode is None, "API process exited"
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("API did not start")
+        await wait_healthy(process, f"http://127.0.0.1:{port}")
         yield port
     finally:
         process.terminate()

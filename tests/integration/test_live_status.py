@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -20,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -29,6 +27,7 @@ from app.services import pals as pal_service
 from app.services.accounts import authenticate
 from app.tables import Conversation, Join, JoinStatusChange
 from tests.fixtures import graphql
+from tests.servers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SUB_LIMIT = 4
@@ -52,10 +51,7 @@ class LiveServer:
     pid: int
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port = free_port
 
 
 @asynccontextmanager
@@ -67,17 +63,7 @@ async def start_api(**env: str) -> AsyncIterator[LiveServer]:
         "--port", str(port), "--log-level", "warning", cwd=ROOT, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(200):
-                try:
-                    if (await http.get(f"{base}/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.returncode is None, "API process exited"
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("API did not start")
+        await wait_healthy(process, base)
         yield LiveServer(base, f"ws://127.0.0.1:{port}/graphql", process.pid)
     finally:
         process.terminate()
