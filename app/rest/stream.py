@@ -12,7 +12,12 @@ binary frames (the meeting's audio, <= 100 ms each) as the worker publishes them
 Client -> server: binary frames are the PAL's voice (16 kHz mono s16le, even length,
 <= 3200 bytes); text frames ``{"type":"say","text"}``, ``{"type":"chat","text"}``,
 ``{"type":"clear"}``. A malformed frame gets ``{"type":"error","message"}`` and the socket
-stays open.
+stays open; so do ``say`` / ``chat`` and voice frames while the bot is not in the call (REST
+answers 409 then; voice frames get at most one error a second).
+
+The key is re-checked with REST's cache rule (app/services/accounts.py, AUTH_CACHE_SECONDS):
+on each client frame and whenever its cache entry expires, as GraphQL sockets do; a rotated or
+revoked key closes the stream with 4403.
 
 Each client has its own Redis subscription and a bounded send queue: a client that reads
 too slowly is closed with 1008 and never slows the others.
@@ -24,6 +29,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
+import time
 from typing import Any
 
 from litestar import WebSocket, websocket
@@ -32,9 +39,11 @@ from redis.exceptions import RedisError
 
 from app import outages
 from app.domain.errors import DomainError, NotFound, Unauthenticated
+from app.domain.join_state import JoinStatus
 from app.services import conversations as conversation_service
 from app.services import media_relay
-from app.services.accounts import authenticate
+from app.services.accounts import authenticate_until
+from app.services.joins import conversation_join
 from app.services.transcripts import validate_text
 
 log = logging.getLogger(__name__)
@@ -49,6 +58,14 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_SLOW = 1008
 CLOSE_UNAVAILABLE = 1013
 CLOSE_ERROR = 1011
+# The key is re-checked when its cache entry expires (as app/graphql/transport.py does).
+MIN_RECHECK_SECONDS = 0.5
+RECHECK_JITTER_SECONDS = 0.2
+RECHECK_RETRY_SECONDS = 2.0  # after PostgreSQL failed to answer
+IN_CALL_CACHE_SECONDS = 1.0  # how long the join's status read for say / chat / voice is trusted
+VOICE_ERROR_EVERY_SECONDS = 1.0  # voice frames refused while not in the call: one error per second
+NOT_IN_CALL = "The PAL is not in the call (status {status})."
+_STATUS_PREFIX = b'{"type":"status"'
 
 _DISCONNECTED = (0, "")  # the client went away: nothing to close
 
@@ -82,8 +99,9 @@ def parse_client_text(text: str) -> dict[str, Any] | str:
 
 async def _refusal(socket: WebSocket, conversation_id: str) -> tuple[int, str] | dict[str, Any]:
     try:
-        account = await authenticate(socket.headers.get("x-api-key"))
-        return await conversation_service.stream_target(account.id, conversation_id)
+        account, until = await authenticate_until(socket.headers.get("x-api-key"))
+        target = await conversation_service.stream_target(account.id, conversation_id)
+        return {**target, "key_until": until}
     except Unauthenticated as exc:
         return CLOSE_FORBIDDEN, exc.message
     except NotFound as exc:
@@ -140,13 +158,20 @@ def _transport_of(socket: WebSocket) -> Any:
 
 
 class _Client:
-    """One stream client: its send queue and the three tasks that serve it."""
+    """One stream client: its send queue and the four tasks that serve it."""
 
-    def __init__(self, socket: WebSocket, conversation_id: str) -> None:
+    def __init__(self, socket: WebSocket, target: dict[str, Any]) -> None:
         self.socket = socket
-        self.conversation_id = conversation_id
+        self.conversation_id = target["conversation_id"]
+        self.conversation_pk = target["pk"]
+        self.api_key = socket.headers.get("x-api-key")
+        self.key_until = float(target.get("key_until") or 0.0)
         self.queue: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=SEND_QUEUE)
         self.transport = _transport_of(socket)
+        self.status: str | None = None  # the join's status, trusted until status_until
+        self.status_until = 0.0
+        self.voice_error_at = 0.0
+        self.key_retry_at = 0.0  # PostgreSQL failed to answer: frames do not re-check before this
 
     def offer(self, item: str | bytes) -> bool:
         try:
@@ -159,6 +184,8 @@ class _Client:
         try:
             async for message in feed:
                 item = message.data if message.kind == "audio" else message.data.decode("utf-8", "replace")
+                if message.kind != "audio" and message.data.startswith(_STATUS_PREFIX):
+                    self._saw_status(message.data)
                 if not self.offer(item):
                     return CLOSE_TOO_SLOW, "Too slow: the client did not keep up with the stream."
         except (RedisError, OSError) as exc:
@@ -194,6 +221,9 @@ class _Client:
                 return _DISCONNECTED
             if message["type"] == "websocket.disconnect":
                 return _DISCONNECTED
+            revoked = await self._key_revoked()
+            if revoked is not None:
+                return revoked
             if message.get("bytes") is not None:
                 problem = await self._voice(message["bytes"])
             else:
@@ -201,10 +231,70 @@ class _Client:
             if problem and not self.offer(error_message(problem)):
                 return CLOSE_TOO_SLOW, "Too slow: the client did not keep up with the stream."
 
+    async def watch_key(self) -> tuple[int, str]:
+        """Until the key is no longer valid: re-checked whenever this process' cache entry expires."""
+        until = self.key_until
+        while True:
+            delay = max(until - time.monotonic(), MIN_RECHECK_SECONDS)
+            await asyncio.sleep(delay + random.uniform(0, RECHECK_JITTER_SECONDS))
+            try:
+                _, until = await authenticate_until(self.api_key)
+            except Unauthenticated:
+                return self._revoked()
+            except Exception as exc:  # noqa: BLE001 - PostgreSQL did not answer: keep the stream, retry
+                if not outages.report(exc):
+                    log.warning("stream %s: could not re-check the API key; retrying", self.conversation_id,
+                                exc_info=True)
+                until = time.monotonic() + RECHECK_RETRY_SECONDS
+
+    async def _key_revoked(self) -> tuple[int, str] | None:
+        """Each client frame: the key, through the cache (a query only when its entry expired)."""
+        if time.monotonic() < self.key_retry_at:
+            return None
+        try:
+            _, self.key_until = await authenticate_until(self.api_key)
+        except Unauthenticated:
+            return self._revoked()
+        except Exception as exc:  # noqa: BLE001 - checked again later, and by watch_key
+            outages.report(exc)
+            self.key_retry_at = time.monotonic() + RECHECK_RETRY_SECONDS
+        return None
+
+    def _revoked(self) -> tuple[int, str]:
+        log.info("stream %s: its API key is no longer valid; closing 4403", self.conversation_id)
+        return CLOSE_FORBIDDEN, "API key revoked"
+
+    def _saw_status(self, data: bytes) -> None:
+        """The worker published the bot's status: trust it as the join's for a while."""
+        with contextlib.suppress(ValueError, AttributeError):
+            status = json.loads(data).get("status")
+            if isinstance(status, str):
+                self.status, self.status_until = status, time.monotonic() + IN_CALL_CACHE_SECONDS
+
+    async def _not_in_call(self) -> str | None:
+        """Why say / chat / voice cannot go to the bot now (REST's 409), or None."""
+        if time.monotonic() >= self.status_until:
+            try:
+                join = await conversation_join(self.conversation_pk)
+                self.status = join["status"] if join else "unknown"
+                self.status_until = time.monotonic() + IN_CALL_CACHE_SECONDS
+            except Exception as exc:  # noqa: BLE001 - PostgreSQL down: the last status known, or let it through
+                outages.report(exc)
+                self.status_until = time.monotonic() + RECHECK_RETRY_SECONDS
+        if self.status is not None and self.status != JoinStatus.IN_CALL:
+            return NOT_IN_CALL.format(status=self.status)
+        return None
+
     async def _voice(self, pcm: bytes) -> str | None:
         problem = media_relay.valid_pcm(pcm)
         if problem:
             return problem[0].upper() + problem[1:] + "."
+        problem = await self._not_in_call()
+        if problem:
+            if time.monotonic() - self.voice_error_at < VOICE_ERROR_EVERY_SECONDS:
+                return None  # dropped; the client was told less than a second ago
+            self.voice_error_at = time.monotonic()
+            return problem
         try:
             await media_relay.publish_voice(self.conversation_id, pcm)
         except (RedisError, OSError) as exc:
@@ -216,6 +306,10 @@ class _Client:
         parsed = parse_client_text(text)
         if isinstance(parsed, str):
             return parsed
+        if parsed["type"] != "clear":
+            problem = await self._not_in_call()
+            if problem:
+                return problem
         try:
             await media_relay.publish_command(self.conversation_id, parsed)
         except (RedisError, OSError) as exc:
@@ -231,13 +325,13 @@ async def conversation_stream(socket: WebSocket, conversation_id: str) -> None:
     if isinstance(target, tuple):
         await socket.close(code=target[0], reason=target[1])
         return
-    client = _Client(socket, target["conversation_id"])
+    client = _Client(socket, target)
     outcome: tuple[int, str] = (CLOSE_UNAVAILABLE, "")
     try:
         async with media_relay.listen(target["conversation_id"]) as feed:
             client.offer(started_message(target["conversation_id"]))
             tasks = [asyncio.create_task(client.relay(feed)), asyncio.create_task(client.sender()),
-                     asyncio.create_task(client.receiver())]
+                     asyncio.create_task(client.receiver()), asyncio.create_task(client.watch_key())]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 outcome = next(iter(done)).result()

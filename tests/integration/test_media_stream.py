@@ -8,6 +8,7 @@ wires them around a bot: what a bot would call (on_audio, on_caption, ...) is ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from app.keys import conversation_commands_channel, conversation_voice_channel
 from app.redis_client import redis
 from app.services import bot_runs, media_relay
-from app.services.accounts import authenticate
+from app.services.accounts import authenticate, rotate_api_key
 from app.services.conversations import create_conversation
 from app.services.joins import set_status
 from app.tables import Conversation, Join
@@ -34,11 +35,13 @@ from workers.meet_bot.channels import Caption, ChatMessage, Clear, MediaChannels
 
 URL = "https://meet.google.com/abc-defg-hij"
 AT = datetime(2026, 12, 1, 10, 0, 0, tzinfo=timezone.utc)
+AUTH_CACHE = 1.0  # AUTH_CACHE_SECONDS of the API process
 
 
 @pytest.fixture(scope="module")
 async def server(database: None) -> AsyncIterator[LiveServer]:
-    async with start_api() as live:
+    # A short key cache, so that a rotated key closes an open stream within about a second.
+    async with start_api(AUTH_CACHE_SECONDS=str(AUTH_CACHE)) as live:
         yield live
 
 
@@ -132,6 +135,7 @@ def pcm(frames: int = 800, value: int = 1000) -> bytes:
 
 async def test_stream_carries_the_meeting_out_and_the_voice_and_commands_in(server, api_key, conversation):
     cid = conversation["conversation_id"]
+    await in_call(conversation)
     async with stream(server, api_key, cid) as ws, fake_bot(conversation) as (relay, channels):
         assert await started(ws) == {"type": "started", "conversation_id": cid, "sample_rate": 16000,
                                      "encoding": "pcm_s16le", "channels": 1}
@@ -197,6 +201,69 @@ async def test_stream_refuses_other_accounts_wrong_keys_and_unknown_conversation
         assert await close_code(ws) == 4404
     async with stream(server, api_key, cid) as ws:  # the right key still works
         await started(ws)
+
+
+async def test_a_rotated_key_closes_an_open_stream_4403(server, api_key, conversation):
+    cid = conversation["conversation_id"]
+    account = await authenticate(api_key)
+    async with stream(server, api_key, cid) as idle, stream(server, api_key, cid) as talking:
+        await started(idle)
+        await started(talking)
+        await media_relay.publish_audio(cid, pcm(10))  # both are served until the key changes
+        assert await recv(idle) == pcm(10) and await recv(talking) == pcm(10)
+        new_key = await rotate_api_key(account.id)
+        rotated = asyncio.get_running_loop().time()
+
+        async def keep_talking() -> None:  # a client frame re-checks the key too
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await talking.send(json.dumps({"type": "clear"}))
+                    await asyncio.sleep(0.2)
+
+        talker = asyncio.create_task(keep_talking())
+        # The idle client sends nothing: the periodic re-check closes it.
+        assert await close_code(idle, timeout=10) == 4403
+        idle_after = asyncio.get_running_loop().time() - rotated
+        assert await close_code(talking, timeout=10) == 4403
+        talker.cancel()
+    # Within the API process' cache lifetime (plus the re-check's jitter and some slack).
+    assert idle_after <= AUTH_CACHE + 1.5, idle_after
+    async with stream(server, api_key, cid) as ws:  # the old key no longer opens a stream
+        assert await close_code(ws) == 4403
+    async with stream(server, new_key, cid) as ws:  # the new one does
+        await started(ws)
+
+
+async def test_say_chat_and_voice_on_the_stream_need_the_bot_in_the_call(server, api_key, conversation):
+    cid = conversation["conversation_id"]
+    async with stream(server, api_key, cid) as ws, fake_bot(conversation) as (relay, channels):
+        await started(ws)
+        # Scheduled, not in the call: as REST answers 409, each gets an error and nothing is sent.
+        for frame in (json.dumps({"type": "say", "text": "hi"}), json.dumps({"type": "chat", "text": "hi"}), pcm()):
+            await ws.send(frame)
+            error = await recv(ws)
+            assert error["type"] == "error" and "not in the call (status scheduled)" in error["message"], error
+        for _ in range(5):  # a burst of voice frames: at most one error a second
+            await ws.send(pcm())
+        await ws.send(json.dumps({"type": "clear"}))  # clear is always harmless
+        assert await next_command(channels) == Clear()
+        assert channels.commands.empty()
+        # The bot reports in_call (published by the worker): accepted at once.
+        await in_call(conversation)
+        relay.on_status("in_call", None)
+        assert await recv(ws) == {"type": "status", "status": "in_call", "reason": None}
+        await ws.send(json.dumps({"type": "say", "text": "hi"}))
+        await ws.send(pcm())
+        assert await next_command(channels) == Say("hi")
+        assert await next_command(channels) == SpeakAudio(pcm())
+        # The bot left: refused again (the status event, and the join's row, say so).
+        await set_status(conversation["join_id"], "left", now=datetime.now(timezone.utc))
+        relay.on_status("left", "stopped")
+        assert (await recv(ws))["status"] == "left"
+        await ws.send(json.dumps({"type": "chat", "text": "bye"}))
+        error = await recv(ws)
+        assert error["type"] == "error" and "not in the call (status left)" in error["message"], error
+        assert channels.commands.empty()
 
 
 class RawStream:
