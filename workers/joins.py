@@ -23,7 +23,7 @@ from app.clock import utcnow
 from app.config import get_settings
 from app.domain.join_state import FailReason, JoinStatus
 from app.domain.platforms import display_name
-from app.services import bot_runs
+from app.services import agent_link, bot_runs
 from app.services.media_relay import WorkerRelay
 from workers.bots import bot_for
 from workers.meet_bot.channels import Clear, MediaChannels, Say, SendChat, SpeakAudio
@@ -118,6 +118,7 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
     tasks = [asyncio.create_task(bot_runs.keep_lease(run, lost=lost, stop=stop)),
              asyncio.create_task(bot_runs.watch_stop(run, stop))]
     relay: WorkerRelay | None = None
+    agent: agent_link.AgentLink | None = None
     extra: dict[str, Any] = {}
     if run.conversation_id and run.conversation_pk and _takes_channels(bot):
         relay = WorkerRelay(run.conversation_id, run.conversation_pk, run.pal_name, clock=clock)
@@ -125,6 +126,9 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
         channels = media_channels(relay)
         tasks.append(asyncio.create_task(relay.pump_commands(command_sink(channels, run.conversation_id))))
         extra["channels"] = channels
+        # The PAL's agent (layers.realtime.websocket_url), if it has one: a stream client by dial-out.
+        agent = agent_link.for_run(run.pal_pk, run.conversation_id)
+        agent.start()
 
     greeting: list[asyncio.Task[None]] = []
 
@@ -169,6 +173,9 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
                 await relay.close()  # what the bot said last is published and stored first
             if relay.stats.dropped or relay.stats.publish_errors or relay.stats.store_errors:
                 log.info("conversation %s: media relay %s", run.conversation_id, relay.stats)
+        if agent is not None:
+            with contextlib.suppress(Exception):
+                await agent.close()  # after the relay's flush: the agent hears the final status
         try:
             await bot_runs.release(run)  # no-op when finish / hand_back already did
         except Exception:

@@ -14,6 +14,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
+from app.domain.agent_links import validate_agent_url
 from app.domain.allowlist import validate_allowlist
 from app.domain.errors import QuotaExceeded, ValidationFailed
 from app.domain.usernames import normalise_username
@@ -89,6 +90,25 @@ def _check_layers_bounds(layers: dict[str, Any], max_layers_bytes: int | None) -
             quota="MAX_LAYERS_BYTES", field="layers")
 
 
+def _check_realtime(realtime: object) -> None:
+    """layers.realtime: an object; its `websocket_url` (optional, null = none) is a ws/wss URL
+    that a bot connects to (app/domain/agent_links.py). Its other keys are the owner's."""
+    if realtime is None:
+        return
+    if not isinstance(realtime, dict):
+        raise ValidationFailed("layers.realtime must be an object.", field="layers.realtime")
+    url = realtime.get("websocket_url")
+    if url is not None:
+        validate_agent_url(url)
+
+
+def agent_url(layers: object) -> str | None:
+    """A stored PAL's layers.realtime.websocket_url, or None."""
+    realtime = layers.get("realtime") if isinstance(layers, dict) else None
+    url = realtime.get("websocket_url") if isinstance(realtime, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
 def validate_document(doc: object, *, max_layers_bytes: int | None = None) -> ValidPal:
     """Validate a full PAL document (as sent to create, or as produced by a patch).
 
@@ -139,6 +159,7 @@ def validate_document(doc: object, *, max_layers_bytes: int | None = None) -> Va
                 field="default_face_id",
             )
         layers = {**layers, "conferencing": {"username": username, "allowlist": allowlist}}
+    _check_realtime(layers.get("realtime"))
     return ValidPal(
         pal_name=pal_name,
         system_prompt=system_prompt,
