@@ -17,8 +17,8 @@ Measured in one call (bridge on):
     client → meeting       the client streams PCM in real time (20 ms frames, silence with
                            300 ms 880 Hz bursts); from sending a burst's first frame to the far
                            end's AnalyserNode (every 20 ms, record.far_audio) RMS > 0.05
-    barge-in               the client sends 4 s of 660 Hz at once, waits until it is heard, then
-                           {"type":"clear"}; from the send to far-end RMS < 0.01
+    barge-in               the client streams 660 Hz in real time, waits until it is heard, stops
+                           and sends {"type":"clear"}; from the send to far-end RMS < 0.01
     caption → transcript   scripted caption rows (a partial, the full line 0.4 s later); from the
                            line's last change (captions_on report time + `at`) to the stream's
                            final transcript event
@@ -261,8 +261,13 @@ async def barge_in(client: StreamClient, rec, rounds: int) -> tuple[list[float],
     stayed = 0
     for _ in range(rounds):
         start = time.time()
-        for frame in tone:
-            await client.ws.send(frame)
+
+        async def stream_tone() -> None:  # in real time: live voice that falls behind is dropped
+            for i, frame in enumerate(tone):
+                await asyncio.sleep(max(0.0, start + 0.1 * i - 0.1 - time.time()))
+                await client.ws.send(frame)
+
+        sender = asyncio.create_task(stream_tone())
         try:
             await wait_until(lambda: sum(1 for s in rec.far_audio if s["t"] > start and s["rms"] > LOUD_FAR) >= 25,
                              6, "the 660 Hz tone at the far end")
@@ -271,8 +276,10 @@ async def barge_in(client: StreamClient, rec, rounds: int) -> tuple[list[float],
             mic = [(round(e["t"] - start, 2), e.get("on")) for e in rec.events if e["event"] in ("toggle", "mic_device")]
             print(f"barge-in: the tone was not heard within 6 s (far-end rms {recent}, mic {mic[-6:]}); "
                   "round skipped", flush=True)
+            sender.cancel()
             await client.ws.send(json.dumps({"type": "clear"}))
             continue
+        sender.cancel()
         t_clear = time.time()
         await client.ws.send(json.dumps({"type": "clear"}))
         await asyncio.sleep(1.2)  # < mic_off_after (2 s): the mic stays on for the next round

@@ -48,7 +48,7 @@ def command_sink(channels: MediaChannels, conversation_id: str):
     last_log = [0.0]
 
     def deliver(kind: str, value: Any) -> bool:
-        item = {"audio": lambda: SpeakAudio(value), "say": lambda: Say(value), "chat": lambda: SendChat(value),
+        item = {"audio": lambda: SpeakAudio(value, live=True), "say": lambda: Say(value), "chat": lambda: SendChat(value),
                 "clear": Clear}[kind]()
         try:
             channels.commands.put_nowait(item)

@@ -124,7 +124,7 @@ async def test_agent_hears_the_meeting_and_answers_into_it(api_key, redis_queue,
                 await ws.send(json.dumps({"type": "say", "text": "Hi Alex"}))
                 await ws.send(json.dumps({"type": "chat", "text": "Notes follow"}))
                 await ws.send(json.dumps({"type": "clear"}))
-                assert await next_command(channels) == SpeakAudio(pcm(1600))
+                assert await next_command(channels) == SpeakAudio(pcm(1600), live=True)
                 assert await next_command(channels) == Say("Hi Alex")
                 assert await next_command(channels) == SendChat("Notes follow")
                 assert await next_command(channels) == Clear()

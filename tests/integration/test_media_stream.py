@@ -161,7 +161,7 @@ async def test_stream_carries_the_meeting_out_and_the_voice_and_commands_in(serv
         await ws.send(json.dumps({"type": "say", "text": " Nice to meet you "}))
         await ws.send(json.dumps({"type": "chat", "text": "Notes follow"}))
         await ws.send(json.dumps({"type": "clear"}))
-        assert await next_command(channels) == SpeakAudio(pcm(1600))
+        assert await next_command(channels) == SpeakAudio(pcm(1600), live=True)
         assert await next_command(channels) == Say("Nice to meet you")
         assert await next_command(channels) == SendChat("Notes follow")
         assert await next_command(channels) == Clear()
@@ -255,7 +255,7 @@ async def test_say_chat_and_voice_on_the_stream_need_the_bot_in_the_call(server,
         await ws.send(json.dumps({"type": "say", "text": "hi"}))
         await ws.send(pcm())
         assert await next_command(channels) == Say("hi")
-        assert await next_command(channels) == SpeakAudio(pcm())
+        assert await next_command(channels) == SpeakAudio(pcm(), live=True)
         # The bot left: refused again (the status event, and the join's row, say so).
         await set_status(conversation["join_id"], "left", now=datetime.now(timezone.utc))
         relay.on_status("left", "stopped")

@@ -305,3 +305,22 @@ def test_synthesize_makes_16_khz_speech() -> None:
     with pytest.raises(tts.TtsError):
         tts.synthesize("hi", "bad voice; rm")
     assert math.isfinite(rms(samples))
+
+
+def test_streamed_voice_that_falls_behind_is_trimmed_not_played_late() -> None:
+    from workers.meet_bot.channels import MediaChannels, SpeakAudio
+    from workers.meet_bot.speak import Speaker
+
+    sp = Speaker(MediaChannels(), stream_latency_ms=250)
+    second = 16_000 * 2
+    sp.handle(SpeakAudio(b"\x01\x00" * second))  # a clip is played whole, never trimmed
+    sp._trim_stream(page_queued=0)
+    assert sp.stats.trimmed_ms == 0
+    sp.clear()
+    for _ in range(10):  # 1 s of live voice arrived while the mic was coming on
+        sp.handle(SpeakAudio(b"\x01\x00" * (second // 20), live=True))
+    sp._trim_stream(page_queued=0)
+    left = sum(len(i.pcm) - i.pos for i in sp._items)
+    assert left == second // 4 and sp.stats.trimmed_ms == 750
+    sp._trim_stream(page_queued=16_000 * 0.1)  # 100 ms already waiting in the page
+    assert sum(len(i.pcm) - i.pos for i in sp._items) == second * 15 // 100

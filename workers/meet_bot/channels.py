@@ -39,9 +39,14 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class SpeakAudio:
-    """PCM (16 kHz mono s16le) to play as the PAL's microphone, after what is queued."""
+    """PCM (16 kHz mono s16le) to play as the PAL's microphone, after what is queued.
+
+    `live` marks frames of a voice streamed in real time (a stream client, an agent): heard
+    as soon as possible, and dropped rather than played late when they fall behind. A clip
+    (a greeting) is played whole."""
 
     pcm: bytes
+    live: bool = False
 
 
 @dataclass(frozen=True)

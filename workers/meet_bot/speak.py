@@ -110,8 +110,9 @@ class PcmItem:
     """One queued utterance: PCM (or a pending synthesis of `text`) consumed chunk by chunk."""
 
     def __init__(self, pcm: bytes = b"", text: str | None = None,
-                 task: asyncio.Future[bytes] | None = None) -> None:
+                 task: asyncio.Future[bytes] | None = None, live: bool = False) -> None:
         self.pcm = pcm[: len(pcm) // SAMPLE_WIDTH * SAMPLE_WIDTH]
+        self.live = live
         self.pos = 0
         self.text = text
         self.task = task
@@ -146,15 +147,23 @@ class SpeakStats:
     mic_clicks_on: int = 0
     mic_clicks_off: int = 0
     late: int = 0  # a chunk sent while the page queue of an ongoing utterance had run dry
+    trimmed_ms: int = 0  # streamed audio dropped because it was later than stream_latency_ms
 
 
 class Speaker:
     def __init__(self, channels: MediaChannels, voice: str = "en", *, chunk_ms: int = 50,
-                 high_ms: int = 200, mic_off_after: float = 2.0, synth: Synth | None = None,
+                 high_ms: int = 200, stream_chunk_ms: int = 20, stream_high_ms: int = 60,
+                 stream_latency_ms: int = 100,
+                 mic_off_after: float = 2.0, synth: Synth | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.channels = channels
         self.voice = voice
         self.pacer = Pacer(chunk_ms, high_ms)
+        # A client streaming its voice in real time wants it heard now, not smooth: a shorter
+        # page queue, and what falls further behind than stream_latency_ms is dropped rather
+        # than played late forever (the ring buffer never skips on its own).
+        self.stream_pacer = Pacer(stream_chunk_ms, max(stream_high_ms, 2 * stream_chunk_ms))
+        self.stream_latency_ms = stream_latency_ms
         self.mic = MicPolicy(mic_off_after)
         self.synth = synth or synthesize_async
         self.clock = clock
@@ -215,7 +224,7 @@ class Speaker:
     def handle(self, cmd: Any) -> None:
         if isinstance(cmd, SpeakAudio):
             if len(cmd.pcm) >= SAMPLE_WIDTH:
-                self._items.append(PcmItem(cmd.pcm))
+                self._items.append(PcmItem(cmd.pcm, live=cmd.live))
                 self.stats.items += 1
         elif isinstance(cmd, Say):
             if cmd.text.strip():
@@ -303,7 +312,14 @@ class Speaker:
         queued = self.page_queued()
         if self._playing and queued <= 0:
             self.stats.late += 1
-        chunk = head.take(self.pacer.chunk_bytes)
+        streamed = head.live
+        if streamed:
+            self._trim_stream(queued)
+            head = self._head()
+            if head is None:
+                return 0.05
+        pacer = self.stream_pacer if streamed else self.pacer
+        chunk = head.take(pacer.chunk_bytes)
         if head.text is not None and not head.reported:
             head.reported = True
             self._report_self_speech(head.text, queued / SAMPLE_RATE)
@@ -315,7 +331,25 @@ class Speaker:
             self.stats.chunks += 1
             self.stats.bytes += len(chunk)
             self._playing = True
-        return self.pacer.wait(self._queued)
+        return pacer.wait(self._queued)
+
+    def _trim_stream(self, page_queued: float) -> None:
+        """Drop the oldest streamed PCM beyond stream_latency_ms of backlog (page + here)."""
+        backlog = page_queued * SAMPLE_WIDTH
+        for item in self._items:
+            if not item.live:
+                break
+            backlog += len(item.pcm) - item.pos
+        limit = SAMPLE_RATE * SAMPLE_WIDTH * self.stream_latency_ms // 1000
+        excess = int(backlog - limit) // SAMPLE_WIDTH * SAMPLE_WIDTH
+        while excess > 0 and self._items and self._items[0].live:
+            head = self._items[0]
+            step = min(excess, len(head.pcm) - head.pos)
+            head.pos += step
+            excess -= step
+            self.stats.trimmed_ms += step * 1000 // (SAMPLE_RATE * SAMPLE_WIDTH)
+            if head.done:
+                self._items.popleft()
 
     def _head(self) -> PcmItem | None:
         """The first item with something to play; finished syntheses become PCM here."""
