@@ -90,7 +90,7 @@ def test_commands_reach_the_bots_queue_and_overflow_is_dropped():
     deliver = command_sink(channels, "c1")
     assert deliver("audio", b"\x00\x00") and deliver("say", "hi") and deliver("chat", "yo") and deliver("clear", None)
     assert not deliver("say", "one too many")
-    assert [channels.commands.get_nowait() for _ in range(4)] == [SpeakAudio(b"\x00\x00"), Say("hi"), SendChat("yo"),
+    assert [channels.commands.get_nowait() for _ in range(4)] == [SpeakAudio(b"\x00\x00", live=True), Say("hi"), SendChat("yo"),
                                                                   Clear()]
     relay = media_relay.WorkerRelay("c1", 1, "Anna")
     wired = media_channels(relay)
