@@ -191,6 +191,15 @@ class Settings:
     graphql_max_aliases: int = field(default_factory=lambda: _int("GRAPHQL_MAX_ALIASES", 15))
     graphql_max_depth: int = field(default_factory=lambda: _int("GRAPHQL_MAX_DEPTH", 10))
     graphql_max_cost: int = field(default_factory=lambda: _int("GRAPHQL_MAX_COST", 100_000))
+    # LLM defaults for full-pipeline PALs (docs/llm-pipeline.md; a PAL's layers.llm will
+    # override them). Any OpenAI-compatible Chat Completions endpoint. The key is kept out
+    # of repr() so that logging the settings never shows it.
+    llm_base_url: str = field(
+        default_factory=lambda: os.environ.get("LLM_BASE_URL", "https://api.openai.com/v1")
+    )
+    llm_api_key: str = field(default_factory=lambda: os.environ.get("LLM_API_KEY", ""), repr=False)
+    llm_model: str = field(default_factory=lambda: os.environ.get("LLM_MODEL", "gpt-4o-mini"))
+    llm_timeout: float = field(default_factory=lambda: _float("LLM_TIMEOUT_SECONDS", 20))
 
 
 _settings: Settings | None = None
