@@ -286,21 +286,16 @@ class _Client:
         return None
 
     async def _voice(self, pcm: bytes) -> str | None:
-        problem = media_relay.valid_pcm(pcm)
+        problem = media_relay.pcm_problem(pcm)
         if problem:
-            return problem[0].upper() + problem[1:] + "."
+            return problem
         problem = await self._not_in_call()
         if problem:
             if time.monotonic() - self.voice_error_at < VOICE_ERROR_EVERY_SECONDS:
                 return None  # dropped; the client was told less than a second ago
             self.voice_error_at = time.monotonic()
             return problem
-        try:
-            await media_relay.publish_voice(self.conversation_id, pcm)
-        except (RedisError, OSError) as exc:
-            outages.report(exc, outages.REDIS)
-            return "The audio frame could not be delivered (live media unavailable)."
-        return None
+        return await media_relay.deliver_voice(self.conversation_id, pcm)
 
     async def _text(self, text: str) -> str | None:
         parsed = parse_client_text(text)
@@ -310,12 +305,7 @@ class _Client:
             problem = await self._not_in_call()
             if problem:
                 return problem
-        try:
-            await media_relay.publish_command(self.conversation_id, parsed)
-        except (RedisError, OSError) as exc:
-            outages.report(exc, outages.REDIS)
-            return "The command could not be delivered (live media unavailable)."
-        return None
+        return await media_relay.deliver_command(self.conversation_id, parsed)
 
 
 @websocket(STREAM_PATH)

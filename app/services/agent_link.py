@@ -324,24 +324,13 @@ class AgentLink:
             return CLOSE_UNAVAILABLE, f"Live media is unavailable ({exc!r})."
 
     async def _voice(self, pcm: bytes) -> str | None:
-        problem = media_relay.valid_pcm(pcm)
-        if problem:
-            return problem[0].upper() + problem[1:] + "."
-        try:
-            await media_relay.publish_voice(self.conversation_id, pcm)
-        except (RedisError, OSError):
-            return "The audio frame could not be delivered (live media unavailable)."
-        return None
+        return media_relay.pcm_problem(pcm) or await media_relay.deliver_voice(self.conversation_id, pcm)
 
     async def _text(self, text: str) -> str | None:
         parsed = parse_client_text(text)
         if isinstance(parsed, str):
             return parsed
-        try:
-            await media_relay.publish_command(self.conversation_id, parsed)
-        except (RedisError, OSError):
-            return "The command could not be delivered (live media unavailable)."
-        return None
+        return await media_relay.deliver_command(self.conversation_id, parsed)
 
 
 def _closed(closed: ConnectionClosed | None, ws: ClientConnection | None = None) -> str:

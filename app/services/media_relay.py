@@ -37,6 +37,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app import outages
 from app.clock import utcnow
 from app.config import get_settings
 from app.domain.timefmt import iso_z
@@ -133,6 +134,32 @@ async def publish_voice(conversation_id: str, pcm: bytes) -> int:
 async def publish_command(conversation_id: str, message: dict[str, Any]) -> int:
     """A say / chat / clear command for the worker; the number of workers listening."""
     return int(await redis().publish(conversation_commands_channel(conversation_id), encode(message)))
+
+
+def pcm_problem(pcm: bytes) -> str | None:
+    """valid_pcm's answer as a sentence for a client, or None for a good frame."""
+    problem = valid_pcm(pcm)
+    return problem[0].upper() + problem[1:] + "." if problem else None
+
+
+async def deliver_voice(conversation_id: str, pcm: bytes) -> str | None:
+    """Hand a client's (or an agent's) checked voice frame to the bot; an error for the client, or None."""
+    try:
+        await publish_voice(conversation_id, pcm)
+    except (RedisError, OSError) as exc:
+        outages.report(exc, outages.REDIS)
+        return "The audio frame could not be delivered (live media unavailable)."
+    return None
+
+
+async def deliver_command(conversation_id: str, message: dict[str, Any]) -> str | None:
+    """Hand a client's (or an agent's) parsed say/chat/clear to the bot; an error for the client, or None."""
+    try:
+        await publish_command(conversation_id, message)
+    except (RedisError, OSError) as exc:
+        outages.report(exc, outages.REDIS)
+        return "The command could not be delivered (live media unavailable)."
+    return None
 
 
 async def publish_audio(conversation_id: str, pcm: bytes) -> int:
