@@ -27,8 +27,6 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from app.config import reset_settings
-from app.services import pals as pal_service
 from app.services.accounts import create_account
 from app.tables import Join
 from tests.fixtures import run_worker
@@ -75,26 +73,8 @@ async def server(database: None) -> AsyncIterator[LiveServer]:
 
 
 @pytest.fixture
-async def bot_env(monkeypatch, lookalike_browser_args, tmp_path):
-    monkeypatch.setenv("BOT_BROWSER_ARGS", lookalike_browser_args)
-    monkeypatch.setenv("MEDIA_DIR", str(tmp_path / "media"))
-    monkeypatch.setenv("WAITING_ROOM_TIMEOUT_SECONDS", "30")
-    # The invite below carries this relay's verdict: only an authenticated organizer is answered.
-    monkeypatch.setenv("TRUSTED_AUTHSERV_IDS", "mx.pal-tests.invalid")
-    reset_settings()
-    yield
-    monkeypatch.delenv("BOT_BROWSER_ARGS")
-    reset_settings()
-
-
-@pytest.fixture
-async def pal(clean_db, bot_env):
-    account, key = await create_account("acme")
-    view = await pal_service.create_pal(account.id, {
-        "pal_name": "Anna", "default_face_id": "r90bbd427f71",
-        "layers": {"conferencing": {"username": "acme-anna", "allowlist": [".*@acme\\.com"]}},
-    })
-    return view, key
+def pal(invited_pal):
+    return invited_pal
 
 
 class StreamClient:

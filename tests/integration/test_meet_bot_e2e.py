@@ -12,9 +12,6 @@ from datetime import timedelta
 import aiosmtplib
 import pytest
 
-from app.config import reset_settings
-from app.services import pals as pal_service
-from app.services.accounts import create_account
 from app.tables import Join, JoinStatusChange
 from tests.fixtures import run_worker
 from tests.invite_factory import meeting
@@ -33,26 +30,8 @@ def new_code() -> str:
 
 
 @pytest.fixture
-async def bot_env(monkeypatch, lookalike_browser_args, tmp_path):
-    monkeypatch.setenv("BOT_BROWSER_ARGS", lookalike_browser_args)
-    monkeypatch.setenv("MEDIA_DIR", str(tmp_path / "media"))
-    monkeypatch.setenv("WAITING_ROOM_TIMEOUT_SECONDS", "30")
-    # The invite below carries this relay's verdict: only an authenticated organizer is answered.
-    monkeypatch.setenv("TRUSTED_AUTHSERV_IDS", "mx.pal-tests.invalid")
-    reset_settings()
-    yield
-    monkeypatch.delenv("BOT_BROWSER_ARGS")
-    reset_settings()
-
-
-@pytest.fixture
-async def pal(clean_db, bot_env):
-    account, key = await create_account("acme")
-    view = await pal_service.create_pal(account.id, {
-        "pal_name": "Anna", "default_face_id": "r90bbd427f71",
-        "layers": {"conferencing": {"username": "acme-anna", "allowlist": [".*@acme\\.com"]}},
-    })
-    return view, key
+def pal(invited_pal):
+    return invited_pal
 
 
 async def history(join_pk: int) -> list[str]:
