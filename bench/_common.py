@@ -329,3 +329,25 @@ def run_bench(amain: Any, args: Any) -> None:
         asyncio.run(amain(args))
     finally:
         stop_all()
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """User + system clock ticks used so far by `pids` (those that have exited count 0)."""
+    total = 0
+    for p in pids:
+        try:
+            f = Path(f"/proc/{p}/stat").read_text()
+            fields = f[f.rfind(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def meet_code() -> str:
+    """A fresh Meet-style code (xxx-yyyy-zzz) for one look-alike meeting."""
+    import random
+    import string
+
+    p = lambda n: "".join(random.choice(string.ascii_lowercase) for _ in range(n))  # noqa: E731
+    return f"{p(3)}-{p(4)}-{p(3)}"

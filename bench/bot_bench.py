@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
-import string
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _common as C  # noqa: E402
 from app.media import ensure_face_media  # noqa: E402
 from tests.meet_lookalike import MeetLookalike  # noqa: E402
 from workers.meet_bot import BotResult, BotSettings, BotSlots, parse_browser_args, procs, run_meet_bot  # noqa: E402
@@ -54,22 +53,6 @@ def bot_trees() -> list[list[int]]:
     return trees
 
 
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for p in pids:
-        try:
-            f = Path(f"/proc/{p}/stat").read_text()
-            fields = f[f.rfind(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-def code() -> str:
-    r = random.Random()
-    p = lambda n: "".join(r.choice(string.ascii_lowercase) for _ in range(n))  # noqa: E731
-    return f"{p(3)}-{p(4)}-{p(3)}"
 
 
 async def round_of(n: int, server: MeetLookalike, media, hold: float) -> dict[str, float] | None:  # type: ignore[no-untyped-def]
@@ -79,7 +62,7 @@ async def round_of(n: int, server: MeetLookalike, media, hold: float) -> dict[st
     slots = BotSlots(n)
     in_call = 0
     all_in = asyncio.Event()
-    codes = [code() for _ in range(n)]
+    codes = [C.meet_code() for _ in range(n)]
 
     async def one(c: str) -> tuple[BotResult, float]:
         nonlocal in_call
@@ -108,7 +91,7 @@ async def round_of(n: int, server: MeetLookalike, media, hold: float) -> dict[st
         await asyncio.sleep(2)
         trees = bot_trees()
         flat = [p for t in trees for p in t]
-        ticks0, t0 = cpu_ticks(flat), time.time()
+        ticks0, t0 = C.cpu_ticks(flat), time.time()
         end = time.time() + hold
         while time.time() < end:
             trees = bot_trees()
@@ -119,7 +102,7 @@ async def round_of(n: int, server: MeetLookalike, media, hold: float) -> dict[st
             await asyncio.sleep(0.5)
         trees = bot_trees()
         flat = [p for t in trees for p in t]
-        cpu_pct = 100 * (cpu_ticks(flat) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.time() - t0)
+        cpu_pct = 100 * (C.cpu_ticks(flat) - ticks0) / os.sysconf("SC_CLK_TCK") / (time.time() - t0)
         free = meminfo()["MemAvailable"] / meminfo()["MemTotal"]
     except asyncio.TimeoutError:
         print(f"N={n}: not all bots reached the call within {SLOW_JOIN_S + 30:.0f}s")

@@ -44,7 +44,6 @@ import json
 import os
 import random
 import statistics
-import string
 import sys
 import tempfile
 import time
@@ -65,23 +64,6 @@ FAR_TRACKS_JS = """(() => {
   tracks.forEach((t) => { t.enabled = %s; });
   return {t: Date.now() / 1000, n: tracks.length};
 })()"""
-
-
-def code() -> str:
-    p = lambda n: "".join(random.choice(string.ascii_lowercase) for _ in range(n))  # noqa: E731
-    return f"{p(3)}-{p(4)}-{p(3)}"
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for p in pids:
-        try:
-            f = Path(f"/proc/{p}/stat").read_text()
-            fields = f[f.rfind(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
 
 
 def load() -> str:
@@ -344,7 +326,7 @@ async def resource_run(server, media, conv: dict[str, Any], mode: str, hold: flo
         channels = media_channels(relay)
         pump = asyncio.create_task(relay.pump_commands(command_sink(channels, conv["conversation_id"])))
     script, _ = caption_script(int(hold / 2.5) + 4)
-    url = server.configure(code(), "stay", admit_after=0.5, tones=[{"freq": 440, "at": 0.5, "gain": 0.3}],
+    url = server.configure(C.meet_code(), "stay", admit_after=0.5, tones=[{"freq": 440, "at": 0.5, "gain": 0.3}],
                            captions=script)
     bot = Bot(server, media, channels)
     try:
@@ -353,7 +335,7 @@ async def resource_run(server, media, conv: dict[str, Any], mode: str, hold: flo
             talk = asyncio.create_task(speak_forever(channels))
         await asyncio.sleep(4)  # media, captions and the mic policy settle
         tree = bot.tree()
-        ticks0, py0, busy0, t0 = cpu_ticks(tree), time.process_time(), C.system_busy_seconds(), time.monotonic()
+        ticks0, py0, busy0, t0 = C.cpu_ticks(tree), time.process_time(), C.system_busy_seconds(), time.monotonic()
         pss: list[int] = []
         end = time.monotonic() + hold
         while time.monotonic() < end:
@@ -361,7 +343,7 @@ async def resource_run(server, media, conv: dict[str, Any], mode: str, hold: flo
             await asyncio.sleep(1.0)
         tree = bot.tree()
         wall = time.monotonic() - t0
-        chromium = (cpu_ticks(tree) - ticks0) / C.CLK_TCK / wall
+        chromium = (C.cpu_ticks(tree) - ticks0) / C.CLK_TCK / wall
         python = (time.process_time() - py0) / wall
         other = max((C.system_busy_seconds() - busy0) / wall - chromium - python, 0.0)
         frames = relay.stats.published if relay else 0
@@ -409,7 +391,7 @@ async def amain(args: argparse.Namespace) -> None:
     await seed_stock_faces()
     account, key = await create_account("bench-media")
     pal = await pal_service.create_pal(account.id, {"pal_name": "Bench", "default_face_id": "r90bbd427f71"})
-    view = await create_conversation(account.id, {"pal_id": pal["pal_id"], "meeting_url": MeetLookalike.url(code())},
+    view = await create_conversation(account.id, {"pal_id": pal["pal_id"], "meeting_url": MeetLookalike.url(C.meet_code())},
                                      now=datetime.now(timezone.utc))
     row = await Conversation.select(Conversation.id).where(
         Conversation.conversation_id == view["conversation_id"]).first()
@@ -445,7 +427,7 @@ async def amain(args: argparse.Namespace) -> None:
             client = StreamClient(f"ws://{C.HOST}:{api_port}/v2/conversations/{conv['conversation_id']}/stream", key)
             await client.open()
             script, settles = caption_script(args.lines)
-            meeting = code()
+            meeting = C.meet_code()
             url = server.configure(meeting, "stay", admit_after=0.5,
                                    tones=[{"freq": 440, "at": 0.5, "gain": 0.3}], captions=script)
             rec = server.record(meeting)
