@@ -191,16 +191,36 @@ class Settings:
     graphql_max_aliases: int = field(default_factory=lambda: _int("GRAPHQL_MAX_ALIASES", 15))
     graphql_max_depth: int = field(default_factory=lambda: _int("GRAPHQL_MAX_DEPTH", 10))
     graphql_max_cost: int = field(default_factory=lambda: _int("GRAPHQL_MAX_COST", 100_000))
-    # LLM defaults for full-pipeline PALs (docs/llm-pipeline.md; a PAL's layers.llm will
-    # override them). Any OpenAI-compatible Chat Completions endpoint. The key is kept out
-    # of repr() so that logging the settings never shows it.
-    llm_base_url: str = field(
-        default_factory=lambda: os.environ.get("LLM_BASE_URL", "https://api.openai.com/v1")
-    )
+    # LLM defaults for full-pipeline PALs (docs/llm-pipeline.md); a PAL's layers.llm overrides
+    # them. Any OpenAI-compatible Chat Completions endpoint. With neither LLM_BASE_URL nor
+    # LLM_API_KEY set there is no default LLM: a `full` PAL without layers.llm stays quiet.
+    # The key is kept out of repr() so that logging the settings never shows it.
+    llm_base_url: str = field(default_factory=lambda: os.environ.get("LLM_BASE_URL", ""))
     llm_api_key: str = field(default_factory=lambda: os.environ.get("LLM_API_KEY", ""), repr=False)
     llm_model: str = field(default_factory=lambda: os.environ.get("LLM_MODEL", "gpt-4o-mini"))
     llm_timeout: float = field(default_factory=lambda: _float("LLM_TIMEOUT_SECONDS", 20))
+    # In the meeting a slow answer is worse than none: each answer's wait on the LLM is bounded.
+    llm_answer_timeout: float = field(default_factory=lambda: _float("LLM_ANSWER_TIMEOUT_SECONDS", 8))
+    llm_max_answer_chars: int = field(default_factory=lambda: _int("LLM_MAX_ANSWER_CHARS", 600))
+    tts_timeout: float = field(default_factory=lambda: _float("TTS_TIMEOUT_SECONDS", 10))
+    # Hosts a PAL's layers.llm / layers.tts base_url may reach although they are loopback or
+    # private (same form as AGENT_ALLOWED_HOSTS); the operator's LLM_BASE_URL is always trusted.
+    llm_allowed_hosts: tuple[str, ...] = field(default_factory=lambda: _list("LLM_ALLOWED_HOSTS"))
+    # Encrypts the API keys PALs store (layers.llm.api_key, layers.tts.api_key). Unset: a key is
+    # generated once into .data/secret.key (fine for one machine; set it when processes do not
+    # share a disk). Changing it makes the stored keys unreadable (they are then treated as unset).
+    secret_key: str = field(default_factory=lambda: os.environ.get("SECRET_KEY", ""), repr=False)
 
+    @property
+    def default_llm_base_url(self) -> str | None:
+        """The operator's LLM endpoint, or None when there is no default LLM."""
+        if self.llm_base_url:
+            return self.llm_base_url
+        return "https://api.openai.com/v1" if self.llm_api_key else None
+
+    def data_path(self, name: str) -> Path:
+        """A file under the project's data directory (.data, or PAL_DATA_DIR)."""
+        return PROJECT_ROOT / (os.environ.get("PAL_DATA_DIR") or ".data") / name
 
 _settings: Settings | None = None
 

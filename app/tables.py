@@ -56,6 +56,8 @@ class Pal(Table, tablename="pals"):
     username = Varchar(length=64, null=True, default=None)
     email_domain = Varchar(length=253, null=True, default=None)
     allowlist = JSONB(default=[])
+    # API keys of layers.llm / layers.tts, encrypted (app/secret_box.py); never shown.
+    secrets = Text(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
 
@@ -121,6 +123,12 @@ class Conversation(Table, tablename="conversations"):
     face_id = Varchar(length=32)
     meeting_url = Text()
     created_at = Timestamptz()
+    # The meeting's notes, written by a full-pipeline PAL when it leaves (app/services/notes.py):
+    # status none | writing | ready | failed.
+    notes_status = Varchar(length=10, default="none")
+    notes = JSONB(null=True, default=None)
+    notes_error = Text(null=True, default=None)
+    notes_at = Timestamptz(null=True, default=None)
 
 
 class Join(Table, tablename="joins"):

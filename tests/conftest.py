@@ -41,5 +41,9 @@ os.environ.setdefault("PAL_EMAIL_DOMAIN", "tavusinvite.com")
 # Tests of the default set it back themselves (tests/integration/test_mail_security.py).
 # Even in mark mode nothing is ever answered to an unauthenticated organizer.
 os.environ.setdefault("SENDER_AUTH", "mark")
+# No test may reach a real LLM or voice service: the tests that need one run tests/llm_stub.py
+# on loopback and configure it on their PAL (layers.llm) or in the environment themselves.
+for _name in ("LLM_BASE_URL", "LLM_API_KEY", "LLM_ALLOWED_HOSTS", "SECRET_KEY"):
+    os.environ.pop(_name, None)
 
 pytest_plugins = ["tests.fixtures", "tests.meet_lookalike.fixtures"]

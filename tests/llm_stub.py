@@ -33,11 +33,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import struct
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+SPEECH_RATE = 24_000
 DEFAULT_REPLY = ["Hello", " there", ".", " The budget", " is", " 3.5", " million", "."]
 MODES = ("reply", "fail", "hang", "garbage")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
@@ -73,6 +77,13 @@ class LlmStub:
     _tasks: set[asyncio.Task] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    # respond(body) -> chunks for this request, or None for `chunks`: a test answers a greeting,
+    # a question and a notes request differently, from what the request asks.
+    respond: Callable[[dict[str, Any]], list[str] | None] | None = None
+    # /v1/audio/speech: a tone of `speech_freq` Hz, `speech_seconds_per_char` long per input character
+    speech_freq: float = 660.0
+    speech_seconds_per_char: float = 0.05
+    speech_mode: str = "reply"  # or "fail"
 
     @property
     def base_url(self) -> str:
@@ -147,7 +158,10 @@ class LlmStub:
             body = raw.decode("utf-8", "replace")
         self.requests.append(StubRequest(method, path, headers, body))
 
-        if path.split("?")[0].rstrip("/") != "/v1/chat/completions":
+        route = path.split("?")[0].rstrip("/")
+        if route == "/v1/audio/speech" and method == "POST":
+            return await self._speech(writer, headers, body)
+        if route != "/v1/chat/completions":
             await self._json(writer, 404, _error("Unknown path.", "invalid_request_error", None))
             return True
         if method != "POST":
@@ -173,16 +187,37 @@ class LlmStub:
         if self.first_token_delay:
             await asyncio.sleep(self.first_token_delay)
         model = str(body["model"])
+        chunks = (self.respond(body) if self.respond is not None else None) or self.chunks
         if body.get("stream"):
-            await self._stream(writer, model)
+            await self._stream(writer, model, chunks)
             return False
         if self.mode == "garbage":
             await self._send(writer, 200, b'{"id": "chatcmpl-x", "choices": [{"mess', "application/json")
             return True
-        await self._json(writer, 200, _completion(model, self.reply_text))
+        await self._json(writer, 200, _completion(model, "".join(chunks)))
         return True
 
-    async def _stream(self, writer: asyncio.StreamWriter, model: str) -> None:
+    async def _speech(self, writer: asyncio.StreamWriter, headers: dict[str, str], body: Any) -> bool:
+        """OpenAI's /v1/audio/speech with response_format "pcm": raw 24 kHz mono s16le."""
+        if headers.get("authorization") != f"Bearer {self.api_key}":
+            self.unauthorized += 1
+            await self._json(writer, 401, _error("Incorrect API key provided.", "invalid_request_error",
+                                                 "invalid_api_key"))
+            return True
+        if not isinstance(body, dict) or not isinstance(body.get("input"), str) or not body.get("voice"):
+            await self._json(writer, 400, _error("model, input and voice are required.", "invalid_request_error", None))
+            return True
+        if self.speech_mode == "fail":
+            await self._json(writer, 500, _error("The server had an error.", "server_error", None))
+            return True
+        seconds = min(5.0, max(0.2, len(body["input"]) * self.speech_seconds_per_char))
+        n = int(SPEECH_RATE * seconds)
+        pcm = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * self.speech_freq * i / SPEECH_RATE)))
+                       for i in range(n))
+        await self._send(writer, 200, pcm, "application/octet-stream")
+        return True
+
+    async def _stream(self, writer: asyncio.StreamWriter, model: str, chunks: list[str]) -> None:
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
             b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
@@ -208,7 +243,7 @@ class LlmStub:
             await event("this is not json at all")
         else:
             await event(chunk({"role": "assistant", "content": ""}, None))
-            for i, text in enumerate(self.chunks):
+            for i, text in enumerate(chunks):
                 if i and self.chunk_delay:
                     await asyncio.sleep(self.chunk_delay)
                 await event(chunk({"content": text}, None))

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import Retry
@@ -23,24 +24,54 @@ from app.clock import utcnow
 from app.config import get_settings
 from app.domain.join_state import FailReason, JoinStatus
 from app.domain.platforms import display_name
-from app.services import agent_link, bot_runs
+from app.domain.join_state import EventKind
+from app.domain.meeting_prompt import TranscriptLine
+from app.services import agent_link, bot_runs, pipeline, transcripts
+from app.services import llm as llm_client
+from app.services.events import record_event
 from app.services.media_relay import WorkerRelay
 from workers.bots import bot_for
 from workers.meet_bot.channels import Clear, MediaChannels, Say, SendChat, SpeakAudio
 from workers.meet_bot.models import BotSettings, parse_browser_args
 from workers.meet_bot.pcm import split_pcm, wav_to_pcm
+from workers.meet_bot.tts import endpoint_synth
+from workers.participant import Participant
 
 log = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 BUSY_RETRY_SECONDS = 3
+COMMAND_QUEUE_SIZE = 1000  # commands waiting for the bot (voice frames, say, chat, clear)
 
 
 # --- the media bridge: the bot's channels <-> Redis (app/services/media_relay.py) ------------------
 
-def media_channels(relay: WorkerRelay) -> MediaChannels:
-    """The bot's four channels wired to `relay`: what happens in the meeting is published and stored."""
-    return MediaChannels(on_audio=relay.on_audio, on_caption=relay.on_caption, on_chat=relay.on_chat,
-                         on_self_speech=relay.on_self_speech)
+def media_channels(relay: WorkerRelay, participant: Participant | None = None, *,
+                   commands: asyncio.Queue[Any] | None = None,
+                   on_problem: Callable[[str, str], Awaitable[None]] | None = None) -> MediaChannels:
+    """The bot's channels wired to `relay` (published and stored) and, for a `full` PAL, to its
+    participant (heard and answered), which speaks through the same `commands` queue."""
+    queue = commands if commands is not None else asyncio.Queue(COMMAND_QUEUE_SIZE)
+    if participant is None:
+        return MediaChannels(on_audio=relay.on_audio, on_caption=relay.on_caption, on_chat=relay.on_chat,
+                             on_self_speech=relay.on_self_speech, on_problem=_both(relay.on_problem, on_problem),
+                             commands=queue)
+    return MediaChannels(
+        on_audio=relay.on_audio, on_caption=_both(relay.on_caption, participant.on_caption),
+        on_chat=_both(relay.on_chat, participant.on_chat),
+        on_self_speech=_both(relay.on_self_speech, participant.on_self_speech),
+        on_speaking=participant.on_speaking, on_problem=_both(relay.on_problem, on_problem), commands=queue)
+
+
+def _both(first: Callable[..., Any], second: Callable[..., Any] | None) -> Callable[..., Any]:
+    """One channel callback feeding two consumers: `first` is sync, `second` may be async."""
+    if second is None:
+        return first
+
+    def call(*args: Any) -> Any:
+        first(*args)
+        return second(*args)
+
+    return call
 
 
 def command_sink(channels: MediaChannels, conversation_id: str):
@@ -74,6 +105,71 @@ async def greet(channels: MediaChannels, wav_path: Any) -> None:
             channels.commands.put_nowait(SpeakAudio(chunk))
         except asyncio.QueueFull:
             return
+
+
+# --- the full pipeline (workers/participant.py) -----------------------------------------------------
+
+def _recorder(run: bot_runs.BotRun) -> Callable[[str, dict[str, Any]], Awaitable[Any]]:
+    """record(kind, payload): a PAL event about this run's conversation."""
+
+    async def record(kind: str, payload: dict[str, Any]) -> Any:
+        return await record_event(run.pal_pk, kind, {"conversation_id": run.conversation_id, **payload})
+
+    return record
+
+
+async def _pipeline_setup(run: bot_runs.BotRun, record: Callable[..., Awaitable[Any]]) -> pipeline.PipelineSetup | None:
+    """The PAL's pipeline for this run; a `full` PAL whose LLM may not be used runs as echo."""
+    try:
+        setup = await pipeline.setup_for_run(run.pal_pk, run.join_pk)
+    except Exception:
+        log.exception("join %s: could not read the PAL's pipeline; it joins without one", run.join_pk)
+        return None
+    if setup.mode == pipeline.FULL and setup.llm is None:
+        log.info("join %s: PAL %s is `full` but %s; it only says what it is sent", run.join_pk,
+                 run.pal_name, setup.problem)
+    if setup.llm is not None and (why := await pipeline.endpoint_refusal(setup.llm)):
+        await record(EventKind.LLM_UNAVAILABLE, {"reason": f"refused: {why}"})
+        setup = dataclasses.replace(setup, llm=None, problem=why)
+    return setup
+
+
+async def _voice(setup: pipeline.PipelineSetup, record: Callable[..., Awaitable[Any]]) -> Any:
+    """The PAL's layers.tts endpoint as a Speaker synth, or None for espeak-ng (the face's voice)."""
+    tts = setup.tts
+    if tts is None:
+        return None
+    if why := await pipeline.endpoint_refusal(tts):
+        await record(EventKind.TTS_UNAVAILABLE, {"reason": f"refused: {why}"})
+        return None
+    last_report = [float("-inf")]
+
+    async def speak(text: str) -> bytes:
+        try:
+            return await llm_client.speech(text, base_url=tts.base_url, api_key=tts.api_key, model=tts.model,
+                                           voice=tts.voice, timeout=tts.timeout)
+        except llm_client.LlmUnavailable as exc:
+            if time.monotonic() - last_report[0] > 60:  # one event a minute, not one per sentence
+                last_report[0] = time.monotonic()
+                await record(EventKind.TTS_UNAVAILABLE, {"reason": exc.reason})
+            raise
+
+    return endpoint_synth(speak, llm_client.SPEECH_RATE)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _write_notes(participant: Participant, run: bot_runs.BotRun) -> None:
+    """The meeting's notes from the stored transcript, once the PAL has left (best effort)."""
+    try:
+        lines = [TranscriptLine(e["speaker"], e["text"], is_self=bool(e.get("self")), kind=e["kind"])
+                 for e in await transcripts.all_entries(run.conversation_pk)]
+        await participant.write_notes(lines)
+    except Exception:
+        log.exception("conversation %s: writing the notes failed", run.conversation_id)
 
 
 def _takes_channels(bot: Any) -> bool:
@@ -120,10 +216,23 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
     relay: WorkerRelay | None = None
     agent: agent_link.AgentLink | None = None
     extra: dict[str, Any] = {}
+    participant: Participant | None = None
+    synth = None
     if run.conversation_id and run.conversation_pk and _takes_channels(bot):
         relay = WorkerRelay(run.conversation_id, run.conversation_pk, run.pal_name, clock=clock)
         relay.start()
-        channels = media_channels(relay)
+        record = _recorder(run)
+        setup = await _pipeline_setup(run, record)
+        commands: asyncio.Queue[Any] = asyncio.Queue(COMMAND_QUEUE_SIZE)
+        if setup is not None and setup.thinks:
+            participant = Participant(setup, commands, conversation_pk=run.conversation_pk,
+                                      conversation_id=run.conversation_id, record_event=record,
+                                      fallback_greeting=lambda: greet(channels, media.audio_path))
+        synth = await _voice(setup, record) if setup is not None else None
+        channels = media_channels(relay, participant, commands=commands,
+                                  on_problem=lambda kind, detail: record(kind, {"detail": detail}))
+        if participant is not None:
+            tasks.append(asyncio.create_task(participant.run(), name="participant"))
         tasks.append(asyncio.create_task(relay.pump_commands(command_sink(channels, run.conversation_id))))
         extra["channels"] = channels
         # The PAL's agent (layers.realtime.websocket_url), if it has one: a stream client by dial-out.
@@ -136,13 +245,16 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
         await bot_runs.record_status(run, status, reason, now=clock())
         if relay is not None:
             relay.on_status(status, reason)
-        if status == JoinStatus.IN_CALL and "channels" in extra and not greeting:
+        if status == JoinStatus.IN_CALL and participant is not None:
+            participant.admitted()  # it greets with its LLM (the face's clip if that fails)
+        elif status == JoinStatus.IN_CALL and "channels" in extra and not greeting:
             greeting.append(asyncio.create_task(greet(extra["channels"], media.audio_path)))
 
     try:
         media = await bot_runs.face_media(run)
         async with ctx["bot_slots"]:
-            settings = dataclasses.replace(ctx.get("bot_settings") or bot_settings(), voice=media.voice)
+            settings = dataclasses.replace(ctx.get("bot_settings") or bot_settings(), voice=media.voice,
+                                           synth=synth)
             result = await bot(run.meeting_url, run.pal_name, media, settings,
                                on_status=on_status, leave_at=run.leave_at, stop=stop, clock=clock, **extra)
         if lost.is_set():
@@ -176,6 +288,10 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
         if agent is not None:
             with contextlib.suppress(Exception):
                 await agent.close()  # after the relay's flush: the agent hears the final status
+        if participant is not None:
+            await participant.close()
+            if not lost.is_set() and not _cancelling():
+                await _write_notes(participant, run)
         try:
             await bot_runs.release(run)  # no-op when finish / hand_back already did
         except Exception:

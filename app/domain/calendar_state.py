@@ -155,6 +155,30 @@ def is_all_day(comp: icalendar.cal.Component | None) -> bool:
     return isinstance(value, date) and not isinstance(value, datetime)
 
 
+def _person(prop: Any) -> str:
+    """`Name <address>` (or one of them) of an ORGANIZER / ATTENDEE property."""
+    address = normalise_address(prop)
+    name = str(getattr(prop, "params", {}).get("CN") or "").strip().strip('"')
+    if name and address and name.lower() != address:
+        return f"{name} <{address}>"
+    return name or address
+
+
+def meeting_people(ics: str, limit: int = 200) -> tuple[str, list[str]]:
+    """The organizer and up to `limit` attendees of a stored calendar (its first VEVENT), for the
+    PAL's context; ("", []) when it cannot be read."""
+    try:
+        cal = icalendar.Calendar.from_ical(ics)
+    except Exception:  # stored data went through ingestion; a surprise here must not stop a meeting
+        return "", []
+    for comp in cal.walk("VEVENT"):
+        organizer = _person(comp["ORGANIZER"]) if comp.get("ORGANIZER") is not None else ""
+        raw = comp.get("ATTENDEE")
+        people = [_person(a) for a in (raw if isinstance(raw, list) else [raw] if raw is not None else [])]
+        return organizer, [p for p in people if p][:limit]
+    return "", []
+
+
 def attendees_of(comps: Iterable[icalendar.cal.Component]) -> set[str]:
     """All ATTENDEE addresses (value and EMAIL parameter), normalised."""
     found: set[str] = set()

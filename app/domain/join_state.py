@@ -78,6 +78,12 @@ class EventKind(StrEnum):
     JOIN_CANCELLED = "join_cancelled"
     JOIN_STOP_REQUESTED = "join_stop_requested"
     JOINS_NOT_PLANNED = "joins_not_planned"  # an event's unplanned occurrences changed
+    # The full pipeline in a meeting (workers/participant.py); payloads carry conversation_id.
+    LLM_UNAVAILABLE = "llm_unavailable"  # a turn got no answer: reason says why (never a key)
+    TTS_UNAVAILABLE = "tts_unavailable"  # the PAL's voice endpoint failed; it stayed quiet
+    CAPTIONS_UNAVAILABLE = "captions_unavailable"  # the PAL cannot hear (captions off)
+    NOTES_READY = "notes_ready"
+    NOTES_FAILED = "notes_failed"
 
 
 def event_kind_for(status: JoinStatus | str) -> str:

@@ -148,6 +148,7 @@ def build_messages(
     previous_notes: Sequence[str] = (),
     transcript_budget: int = DEFAULT_TRANSCRIPT_BUDGET,
     pal_name: str = "",
+    instruction: str = "",
 ) -> list[dict[str, str]]:
     """Chat Completions messages for a PAL in a meeting: one system message, then the
     newest transcript within `transcript_budget` characters. The system prompt is never cut."""
@@ -156,6 +157,8 @@ def build_messages(
         blocks.append(f"You are in a live video meeting as {name}. What you answer is spoken "
                       "aloud: reply in short plain sentences, without markdown, lists, links or code.")
     blocks += [meeting_section(meeting), previous_notes_section(previous_notes)]
+    if instruction:  # ours, not the meeting's: what this turn is for (greet, answer someone)
+        blocks.append("## Now\n" + instruction.strip())
     system = "\n\n".join(b for b in blocks if b)
     return [{"role": "system", "content": system}, *_transcript_messages(transcript, transcript_budget)]
 

@@ -10,6 +10,7 @@ import copy
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonpatch
 import jsonpointer
@@ -20,7 +21,7 @@ from app.domain.errors import QuotaExceeded, ValidationFailed
 from app.domain.usernames import normalise_username
 
 EDITABLE_FIELDS = ("pal_name", "system_prompt", "pipeline_mode", "default_face_id", "layers")
-PIPELINE_MODES = ("full", "echo", "audio", "text")
+PIPELINE_MODES = ("full", "echo")
 MAX_PAL_NAME = 200
 MAX_SYSTEM_PROMPT = 100_000
 MAX_PATCH_OPS = 100
@@ -102,6 +103,103 @@ def _check_realtime(realtime: object) -> None:
         validate_agent_url(url)
 
 
+# --- layers.llm and layers.tts: the full pipeline's model and voice -------------------------------
+
+SECRET_LAYERS = ("llm", "tts")
+TTS_PROVIDERS = ("espeak-ng", "openai")
+_LAYER_KEYS = {
+    "llm": {"model", "base_url", "api_key", "api_key_set"},
+    "tts": {"provider", "voice", "model", "base_url", "api_key", "api_key_set"},
+}
+MAX_MODEL_CHARS = 200
+MAX_API_KEY_CHARS = 500
+MAX_BASE_URL_CHARS = 2048
+
+
+def _check_base_url(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationFailed(f"{field} must be an http:// or https:// URL.", field=field)
+    if len(value) > MAX_BASE_URL_CHARS or not value.isascii() or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
+        raise ValidationFailed(f"{field} must be an ASCII URL of at most {MAX_BASE_URL_CHARS} characters "
+                               "without spaces or control characters.", field=field)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValidationFailed(f"{field} is not a valid URL ({exc}).", field=field) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(f"{field} must be an http:// or https:// URL with a host.", field=field)
+    if "@" in parts.netloc:
+        raise ValidationFailed(f"{field} must not carry credentials; use api_key.", field=field)
+    return value
+
+
+def _check_model_layers(layers: dict[str, Any]) -> dict[str, Any]:
+    """layers.llm / layers.tts: known keys, bounded strings; `api_key_set` (what reads show) is dropped."""
+    out = dict(layers)
+    for name in SECRET_LAYERS:
+        layer = layers.get(name)
+        if layer is None:
+            continue
+        where = f"layers.{name}"
+        if not isinstance(layer, dict):
+            raise ValidationFailed(f"{where} must be an object.", field=where)
+        unknown = set(layer) - _LAYER_KEYS[name]
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ValidationFailed(f"Unknown field {key!r} in {where}.", field=f"{where}.{key}")
+        clean = {k: v for k, v in layer.items() if k != "api_key_set" and v is not None}
+        for key in ("model", "voice"):
+            if key in clean and (not isinstance(clean[key], str) or not clean[key].strip()
+                                 or len(clean[key]) > MAX_MODEL_CHARS):
+                raise ValidationFailed(f"{where}.{key} must be a non-empty string of at most "
+                                       f"{MAX_MODEL_CHARS} characters.", field=f"{where}.{key}")
+        if "base_url" in clean:
+            _check_base_url(clean["base_url"], f"{where}.base_url")
+        key = clean.get("api_key")
+        if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_API_KEY_CHARS
+                                or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in key)):
+            raise ValidationFailed(f"{where}.api_key must be a string of at most {MAX_API_KEY_CHARS} "
+                                   "characters without spaces or control characters.", field=f"{where}.api_key")
+        if name == "tts":
+            provider = clean.setdefault("provider", "espeak-ng")
+            if provider not in TTS_PROVIDERS:
+                raise ValidationFailed(f"layers.tts.provider must be one of {', '.join(TTS_PROVIDERS)}.",
+                                       field="layers.tts.provider")
+        out[name] = clean
+    return out
+
+
+def split_secrets(layers: dict[str, Any], stored: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validated layers without their API keys, and the keys to keep (by layer name).
+
+    A key sent in the document replaces the stored one; a layer sent without `api_key` keeps
+    the stored key (a read-modify-write never sees it); a removed layer loses its key."""
+    public = dict(layers)
+    secrets: dict[str, str] = {}
+    for name in SECRET_LAYERS:
+        layer = layers.get(name)
+        if not isinstance(layer, dict):
+            continue
+        layer = dict(layer)
+        if "api_key" in layer:
+            secrets[name] = layer.pop("api_key")
+        elif name in stored:
+            secrets[name] = stored[name]
+        public[name] = layer
+    return public, secrets
+
+
+def shown_layers(layers: dict[str, Any], secret_names: set[str] | frozenset[str]) -> dict[str, Any]:
+    """Layers as the API shows them: each model layer says whether a key is set, never the key."""
+    out = dict(layers)
+    for name in SECRET_LAYERS:
+        layer = out.get(name)
+        if isinstance(layer, dict):
+            out[name] = {**{k: v for k, v in layer.items() if k != "api_key"}, "api_key_set": name in secret_names}
+    return out
+
+
 def agent_url(layers: object) -> str | None:
     """A stored PAL's layers.realtime.websocket_url, or None."""
     realtime = layers.get("realtime") if isinstance(layers, dict) else None
@@ -160,6 +258,7 @@ def validate_document(doc: object, *, max_layers_bytes: int | None = None) -> Va
             )
         layers = {**layers, "conferencing": {"username": username, "allowlist": allowlist}}
     _check_realtime(layers.get("realtime"))
+    layers = _check_model_layers(layers)
     return ValidPal(
         pal_name=pal_name,
         system_prompt=system_prompt,

@@ -96,6 +96,29 @@ class Join:
         return _build(cls, dict(view, history=history, meeting=meeting))
 
 
+@strawberry.type(description="An action item of the meeting's notes.")
+class ActionItem:
+    owner: str
+    task: str
+
+
+@strawberry.type(description="The meeting's notes, written by a full PAL when it leaves.")
+class MeetingNotes:
+    status: str = strawberry.field(description="none, writing, ready or failed.")
+    summary: str | None
+    decisions: list[str]
+    action_items: list[ActionItem]
+    text: str | None = strawberry.field(description="The notes as the LLM wrote them.")
+    error: str | None
+    created_at: str | None
+
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> "MeetingNotes":
+        return cls(status=view["status"], summary=view["summary"], decisions=list(view["decisions"]),
+                   action_items=[ActionItem(owner=a["owner"], task=a["task"]) for a in view["action_items"]],
+                   text=view["text"], error=view["error"], created_at=view["created_at"])
+
+
 @strawberry.type
 class Conversation:
     conversation_id: str
@@ -106,6 +129,11 @@ class Conversation:
     reason: str | None
     join_id: int | None
     created_at: str
+
+    @strawberry.field(description="The meeting's notes (summary, decisions, action items).")
+    async def notes(self, info: Info) -> MeetingNotes:
+        account = await info.context.account()
+        return MeetingNotes.from_view(await conversation_service.notes(account.id, self.conversation_id))
 
 
 @strawberry.type(description="One line of a conversation's transcript.")

@@ -12,7 +12,7 @@ from litestar.params import Body, Parameter
 from app.clock import utcnow
 from app.rest.common import current_account
 from app.rest.openapi import (
-    CONVERSATION_REQUEST_SCHEMA, SECURITY, TEXT_REQUEST_SCHEMA, CommandAccepted, ConversationView, TranscriptView,
+    CONVERSATION_REQUEST_SCHEMA, SECURITY, TEXT_REQUEST_SCHEMA, CommandAccepted, ConversationView, NotesView, TranscriptView,
     error_responses,
 )
 from app.services import conversations as conversation_service
@@ -56,6 +56,13 @@ class ConversationController(Controller):
     ) -> TranscriptView:
         return await conversation_service.transcript(  # type: ignore[return-value]
             account.id, conversation_id, after=after, first=first)
+
+    @get_route("/{conversation_id:str}/notes", summary="The meeting's notes",
+               description="Written by a `full` PAL when it leaves: summary, decisions, action items with "
+                           "owners. `status` is `none`, `writing`, `ready` or `failed` (with `error`).",
+               responses=error_responses(400, 401, 404))
+    async def notes(self, account: AccountRef, conversation_id: str) -> NotesView:
+        return await conversation_service.notes(account.id, conversation_id)  # type: ignore[return-value]
 
     @post("/{conversation_id:str}/say", status_code=202, summary="Have the PAL say something in the meeting",
           description="Spoken with the face's voice after what is queued. 409 when the bot is not in the call.",

@@ -276,3 +276,19 @@ class CommandAccepted(TypedDict):
     conversation_id: str
     type: str  # say | chat
     text: str
+
+
+class ActionItemView(TypedDict):
+    owner: str
+    task: str
+
+
+class NotesView(TypedDict):
+    conversation_id: str
+    status: str  # none | writing | ready | failed
+    summary: str | None
+    decisions: list[str]
+    action_items: list[ActionItemView]
+    text: str | None
+    error: str | None
+    created_at: str | None

@@ -17,6 +17,7 @@ from app.domain.meeting_links import classify_url
 from app.domain.platforms import display_name, is_joinable, is_known, joinable_names
 from app.domain.timefmt import iso_z
 from app.services import media_relay, transcripts
+from app.services import notes as meeting_notes
 from app.services.faces import get_visible_face
 from app.services.joins import cancel_join, conversation_join, create_join, joining_now
 from app.tables import Conversation, Pal
@@ -131,6 +132,12 @@ async def transcript(account_id: int, conversation_id: str, *, after: object = N
     conversation, _, _ = await _owned(account_id, conversation_id)
     entries, more = await transcripts.entries(conversation["id"], after=after, first=first)
     return {"conversation_id": conversation["conversation_id"], "entries": entries, "has_more": more}
+
+
+async def notes(account_id: int, conversation_id: str) -> dict[str, Any]:
+    """The meeting's notes (status `none`, `writing`, `ready` or `failed`)."""
+    conversation, _, _ = await _owned(account_id, conversation_id)
+    return meeting_notes.notes_view(conversation)
 
 
 async def send_command(account_id: int, conversation_id: str, kind: str, data: object) -> dict[str, Any]:

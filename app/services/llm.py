@@ -186,3 +186,37 @@ async def complete(
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+
+
+SPEECH_RATE = 24_000  # OpenAI's response_format "pcm": 24 kHz mono s16le, no header
+MAX_SPEECH_BYTES = 24_000 * 2 * 120  # two minutes of audio: more is refused, not buffered
+
+
+async def speech(
+    text: str, *, base_url: str, api_key: str, model: str, voice: str, timeout: float,
+) -> bytes:
+    """`/audio/speech` of an OpenAI-compatible server: raw 24 kHz mono s16le PCM of `text`.
+
+    Raises `LlmUnavailable` on any failure, an answer that is not PCM-sized, or one over
+    MAX_SPEECH_BYTES (read as a stream, so a huge answer is cut off rather than buffered)."""
+    client = make_client(base_url=base_url, api_key=api_key, timeout=timeout)
+    try:
+        try:
+            async with asyncio.timeout(timeout * 2):
+                async with client.audio.speech.with_streaming_response.create(
+                        model=model, voice=voice, input=text, response_format="pcm") as response:
+                    pcm = bytearray()
+                    async for part in response.iter_bytes():
+                        pcm += part
+                        if len(pcm) > MAX_SPEECH_BYTES:
+                            raise ValueError("speech answer too large")
+            if len(pcm) % 2:
+                raise ValueError("odd number of PCM bytes")
+            return bytes(pcm)
+        except LlmUnavailable:
+            raise
+        except Exception as exc:
+            raise _fail(exc, api_key) from None
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()

@@ -5,7 +5,8 @@ on four pub/sub channels (app/keys.py, conversation_*):
 
 * audio (binary, worker -> API): the meeting's remote audio, 16 kHz mono s16le frames;
 * events (JSON, worker -> API): ``{"type":"transcript","speaker","text","final","at","line_id"}``,
-  ``{"type":"chat","sender","text","at","self"}``, ``{"type":"status","status","reason"}``;
+  ``{"type":"chat","sender","text","at","self"}``, ``{"type":"status","status","reason"}``,
+  ``{"type":"notice","kind","detail"}`` (e.g. captions_unavailable: the PAL cannot hear);
 * voice (binary, API -> worker): the PAL's voice to play, same PCM format;
 * commands (JSON, API -> worker): ``{"type":"say","text"}``, ``{"type":"chat","text"}``,
   ``{"type":"clear"}``.
@@ -333,6 +334,13 @@ class WorkerRelay:
             self._publish(self._events, encode(status_event(status, reason)))
         except Exception:  # noqa: BLE001
             log.exception("media relay: on_status")
+
+    def on_problem(self, kind: str, detail: str) -> None:
+        """Something the PAL cannot do in this meeting (captions_unavailable, ...): a `notice` event."""
+        try:
+            self._publish(self._events, encode({"type": "notice", "kind": str(kind), "detail": str(detail)[:300]}))
+        except Exception:  # noqa: BLE001
+            log.exception("media relay: on_problem")
 
     def _publish(self, channel: str, payload: bytes | str) -> None:
         try:

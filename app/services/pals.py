@@ -10,7 +10,9 @@ import asyncpg
 from app.config import get_settings
 from app.domain.errors import NotFound, QuotaExceeded, ValidationFailed
 from app.domain.ids import new_public_id
-from app.domain.pal_document import EDITABLE_FIELDS, ValidPal, apply_patch, validate_document
+from app.domain.pal_document import (
+    EDITABLE_FIELDS, ValidPal, apply_patch, shown_layers, split_secrets, validate_document,
+)
 from app.domain.timefmt import iso_z
 from app.domain.usernames import (
     TAKEN_DETAIL,
@@ -19,6 +21,7 @@ from app.domain.usernames import (
     email_address,
     username_problem,
 )
+from app.secret_box import seal, unseal_or_empty
 from app.services.faces import get_visible_face
 from app.services.rows import json_value
 from app.tables import Pal
@@ -51,13 +54,17 @@ def _document(row: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _columns(valid: ValidPal) -> dict[Any, Any]:
+def _columns(valid: ValidPal, stored_secrets: str | None = None) -> dict[Any, Any]:
+    """The row's columns; API keys in the layers move, sealed, to `secrets` (the layers keep
+    only `api_key_set`), and a layer written without a key keeps the one stored before."""
+    layers, secrets = split_secrets(valid.layers, unseal_or_empty(stored_secrets) if stored_secrets else {})
     return {
         Pal.pal_name: valid.pal_name,
         Pal.system_prompt: valid.system_prompt,
         Pal.pipeline_mode: valid.pipeline_mode,
         Pal.default_face_id: valid.default_face_id,
-        Pal.layers: valid.layers,
+        Pal.layers: shown_layers(layers, set(secrets)),
+        Pal.secrets: seal(secrets),
         Pal.username: valid.username,
         Pal.email_domain: get_settings().email_domain if valid.username else None,
         Pal.allowlist: valid.allowlist,
@@ -132,7 +139,7 @@ async def patch_pal(account_id: int, pal_id: str, operations: object) -> dict[st
     valid = validate_document(apply_patch(_document(row), operations),
                               max_layers_bytes=get_settings().max_layers_bytes)
     await _check_face(account_id, valid)
-    values = _columns(valid)
+    values = _columns(valid, row["secrets"])
     values[Pal.updated_at] = datetime.now(timezone.utc)
     try:
         rows = await Pal.update(values).where(Pal.id == row["id"]).returning(*Pal.all_columns())

@@ -74,3 +74,13 @@ async def entries(conversation_pk: int, *, after: int = 0, first: int = PAGE_MAX
         (TranscriptEntry.conversation == conversation_pk) & (TranscriptEntry.id > after)
     ).order_by(TranscriptEntry.id).limit(first + 1)
     return [entry_view(r) for r in rows[:first]], len(rows) > first
+
+
+MAX_NOTES_ENTRIES = 5000  # the notes prompt trims to its budget anyway; this bounds the read
+
+
+async def all_entries(conversation_pk: int, limit: int = MAX_NOTES_ENTRIES) -> list[dict[str, Any]]:
+    """The newest `limit` entries of a conversation, oldest first (the whole meeting, for its notes)."""
+    rows = await TranscriptEntry.select(*TranscriptEntry.all_columns()).where(
+        TranscriptEntry.conversation == conversation_pk).order_by(TranscriptEntry.id, ascending=False).limit(limit)
+    return [entry_view(r) for r in reversed(rows)]

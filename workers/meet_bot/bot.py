@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
 
@@ -82,7 +83,7 @@ async def run_meet_bot(
     try:
         async with ChromiumSession(settings, media) as session:
             # SPEAK: with channels, the mic is the injected one (speak.py), managed once in the call.
-            speaker = Speaker(channels, settings.voice) if channels is not None else None
+            speaker = Speaker(channels, settings.voice, synth=settings.synth) if channels is not None else None
             router = CommandRouter(channels.commands) if channels is not None else None
             status_cb = on_status
             if speaker is not None:
@@ -99,7 +100,8 @@ async def run_meet_bot(
 
                 async def status_read(status: str, reason: str | None) -> None:
                     if status == "in_call" and not read_setup:
-                        read_setup.append(asyncio.create_task(_read_chat_setup(session, captions, chat)))
+                        read_setup.append(asyncio.create_task(
+                            _read_chat_setup(session, captions, chat, channels.on_problem)))
                     await before_read(status, reason)
                 status_cb = status_read
             flow = _Flow(session, meeting_url, display_name, settings, status_cb,
@@ -140,11 +142,20 @@ async def run_meet_bot(
         return BotResult.failed("browser_crash")
 
 
-async def _read_chat_setup(session: ChromiumSession, captions: CaptionReader, chat: ChatChannel) -> None:
-    """Once in the call: turn captions on and open the chat panel (best effort, logged)."""
+async def _read_chat_setup(session: ChromiumSession, captions: CaptionReader, chat: ChatChannel,
+                           on_problem: Callable[[str, str], Any] | None = None) -> None:
+    """Once in the call: turn captions on and open the chat panel (best effort, logged).
+
+    Captions that cannot be turned on (off by policy, no button) are reported through
+    `on_problem`: the PAL cannot hear what is said, and the conversation says so."""
     try:
         if not await captions.turn_on(session):
             log.warning("meet bot: could not turn captions on")
+            if on_problem is not None:
+                with contextlib.suppress(Exception):
+                    result = on_problem("captions_unavailable", "Meet's captions could not be turned on")
+                    if asyncio.iscoroutine(result):
+                        await result
         if not await chat.open(session):
             log.warning("meet bot: could not open the chat panel")
     except asyncio.CancelledError:

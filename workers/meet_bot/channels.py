@@ -79,4 +79,9 @@ class MediaChannels:
     on_chat: Callable[[ChatMessage], "None | Awaitable[None]"] | None = None
     # What the PAL itself said (from `Say`, not from captions labelled "You"), for the transcript.
     on_self_speech: Callable[[str, datetime], "None | Awaitable[None]"] | None = None
+    # The PAL's voice started (True) or stopped (False) playing: queued speech included, so a
+    # participant knows when its turn is over and when someone talks over it.
+    on_speaking: Callable[[bool], "None | Awaitable[None]"] | None = None
+    # Something the PAL cannot do in this meeting: ("captions_unavailable", why), ...
+    on_problem: Callable[[str, str], "None | Awaitable[None]"] | None = None
     commands: asyncio.Queue[Command] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))

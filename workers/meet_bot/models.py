@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -30,6 +31,8 @@ class BotSettings:
     poll_interval: float = 0.5
     prejoin_timeout: float = 60
     voice: str = "en"  # the face's espeak-ng voice, for `Say` (channels.Say)
+    # Another voice for `Say` (text, voice) -> 16 kHz PCM, e.g. tts.endpoint_synth; None: espeak-ng.
+    synth: Callable[[str, str], Awaitable[bytes]] | None = None
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,7 @@ class Speaker:
         self._playing = False  # an utterance is being fed
         self._mic_read_at = float("-inf")
         self._callbacks: set[asyncio.Future[None]] = set()
+        self._reported_busy = False  # what on_speaking last said
 
     # --- wiring ------------------------------------------------------------------------------
     async def install(self, session: Any) -> None:
@@ -291,6 +292,12 @@ class Speaker:
                 if self.stats.page_errors <= 3:
                     log.exception("meet speak: page call failed")
                 delay = min(2.0, 0.2 * errors_in_row)
+            busy = self.busy()
+            if busy != self._reported_busy:
+                self._reported_busy = busy
+                self._callback(self.channels.on_speaking, busy)
+                if busy:  # wake when the page queue should have drained, to report the end promptly
+                    delay = min(delay, 0.25)
             await self._sleep(delay)
 
     async def _step(self) -> float:
@@ -399,19 +406,21 @@ class Speaker:
         return not busy or self.mic_state in ("on", "none") or self.clock() - self.mic.last_click >= 2.0
 
     def _report_self_speech(self, text: str, delay: float) -> None:
-        cb = self.channels.on_self_speech
         self.stats.said += 1
+        self._callback(self.channels.on_self_speech, text, utcnow() + timedelta(seconds=delay))
+
+    def _callback(self, cb: Any, *args: Any) -> None:
+        """Call a channel callback (sync or async) on its own task; its errors are logged only."""
         if cb is None:
             return
-        at: datetime = utcnow() + timedelta(seconds=delay)
 
         async def call() -> None:
             try:
-                result = cb(text, at)
+                result = cb(*args)
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                log.exception("meet speak: on_self_speech failed")
+                log.exception("meet speak: callback %s failed", getattr(cb, "__name__", cb))
 
         fut = asyncio.ensure_future(call())
         self._callbacks.add(fut)

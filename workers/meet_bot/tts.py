@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from collections.abc import Awaitable, Callable
 
 from app.domain.face_media import VOICE_PATTERN
 
@@ -53,3 +54,19 @@ def synthesize(text: str, voice: str = "en", *, rate: int = SAMPLE_RATE) -> byte
 async def synthesize_async(text: str, voice: str = "en") -> bytes:
     """synthesize() in a worker thread, so the event loop (and the CDP listener) never waits."""
     return await asyncio.to_thread(synthesize, text, voice)
+
+
+def endpoint_synth(speak: Callable[[str], Awaitable[bytes]], src_rate: int) -> Callable[[str, str], Awaitable[bytes]]:
+    """A Speaker synth from an HTTP voice: `speak(text)` returns PCM at `src_rate`, resampled here
+    (off the event loop) to the bridge's rate. The espeak voice name it is given is ignored."""
+
+    async def synth(text: str, _voice: str = "") -> bytes:
+        text = " ".join(text.split())[:MAX_TEXT]
+        if not text:
+            return b""
+        pcm = await speak(text)
+        if src_rate == SAMPLE_RATE:
+            return pcm
+        return await asyncio.to_thread(lambda: from_samples(resample(to_samples(pcm), src_rate, SAMPLE_RATE)))
+
+    return synth
