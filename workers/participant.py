@@ -36,7 +36,7 @@ from app.domain.turn_taking import Act, Decision, TurnPolicy, addresses
 from app.services import llm as llm_client
 from app.services import notes as notes_store
 from app.services.pipeline import PipelineSetup
-from workers.meet_bot.channels import Caption, ChatMessage, Clear, Say, SendChat
+from workers.meet_bot.channels import Caption, ChatMessage, Clear, Say, SendChat, SpeakAudio
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ MAX_ANSWER_TOKENS = 400
 APOLOGY = "Sorry, I can't answer that right now."
 MAX_CHAT_ANSWER_CHARS = 500
 SPOKEN_WAIT_SECONDS = 120  # a turn whose audio never reports its end is over after this
+# The first words go to the voice at the first comma once there are this many characters:
+# a short clause is synthesised and heard while the rest of the sentence is generated.
+FIRST_CLAUSE_CHARS = 4
+OPEN_MIC_SILENCE = bytes(640)  # 20 ms of 16 kHz s16le
 GREETING = ("You have just been admitted to the meeting. Greet the attendees in one or two short "
             "sentences, as your instructions say.")
 
@@ -172,6 +176,9 @@ class Participant:
             log.info("conversation %s: %s spoke; the PAL stops talking", self.conversation_id, decision.speaker)
             return
         self.stats.turns += 1
+        # 20 ms of silence makes the voice busy at once, so the mic comes on (a click, and Meet's
+        # new track) while the LLM thinks instead of after the first sentence is ready.
+        self._command(SpeakAudio(OPEN_MIC_SILENCE))
         self._turn = asyncio.create_task(self._take_turn(decision), name="participant-turn")
 
     def _command(self, command: Any) -> bool:
@@ -197,7 +204,7 @@ class Participant:
                 self._messages(instruction), model=self.llm.model, base_url=self.llm.base_url,
                 api_key=self.llm.api_key, timeout=self.llm.timeout, deadline=self.llm.timeout * 2,
                 max_tokens=MAX_ANSWER_TOKENS)
-            async for sentence in speakable_sentences(tokens):
+            async for sentence in speakable_sentences(tokens, first_clause_chars=FIRST_CLAUSE_CHARS):
                 sentence = cap_answer(sentence, budget)
                 if not sentence:
                     continue

@@ -28,6 +28,7 @@ ABBREVIATIONS = frozenset({
 # A sentence ends at terminators, then optional closing quotes, brackets or emphasis, then whitespace;
 # or at a line break (list items and paragraphs are spoken as separate sentences).
 _BOUNDARY = re.compile(r"(?P<term>[.!?…]+)[\"'”’)\]*_]*(?=\s)|\n")
+_CLAUSE = re.compile(r"[,;:\u2013\u2014](?=\s)")
 _WORD_BEFORE_DOT = re.compile(r"(\S+)$")
 
 
@@ -71,14 +72,20 @@ class SentenceSplitter:
     line break. Fenced code blocks are dropped whole: they cannot be spoken. A sentence
     longer than `max_chars` is cut at a word boundary, so a run-on answer without any
     punctuation still reaches the voice in pieces. `flush()` returns what is left at the end.
+
+    With `first_clause_chars`, the answer's very first piece may end at a clause break (a comma,
+    semicolon, colon or dash followed by whitespace) once it holds that many characters: "Sure,"
+    can be spoken while the rest of its sentence is still being generated.
     """
 
-    def __init__(self, max_chars: int = DEFAULT_MAX_SENTENCE_CHARS) -> None:
+    def __init__(self, max_chars: int = DEFAULT_MAX_SENTENCE_CHARS, *, first_clause_chars: int = 0) -> None:
         if max_chars < 1:
             raise ValueError("max_chars must be positive")
         self.max_chars = max_chars
+        self.first_clause_chars = first_clause_chars
         self._buf = ""
         self._in_code = False
+        self._emitted = False
 
     def feed(self, token: str) -> list[str]:
         self._buf += token
@@ -123,7 +130,15 @@ class SentenceSplitter:
         rest = text[start:]
         if final:
             out.extend(split_long(rest, self.max_chars))
+            self._emitted = self._emitted or bool(out)
             return len(text)
+        if self.first_clause_chars and not self._emitted and not out:
+            for match in _CLAUSE.finditer(rest):
+                if len(rest[:match.end()].strip()) >= self.first_clause_chars:
+                    out.append(rest[:match.end()].strip())
+                    start += match.end()
+                    rest = text[start:]
+                    break
         # An unfinished sentence already over the cap: say its head now, keep the tail.
         while len(rest.strip()) > self.max_chars:
             lead = len(rest) - len(rest.lstrip())
@@ -134,14 +149,16 @@ class SentenceSplitter:
             out.append(body[:cut].strip())
             start += lead + cut
             rest = text[start:]
+        self._emitted = self._emitted or bool(out)
         return start
 
 
 async def speakable_sentences(
-    tokens: AsyncIterable[str], *, max_chars: int = DEFAULT_MAX_SENTENCE_CHARS
+    tokens: AsyncIterable[str], *, max_chars: int = DEFAULT_MAX_SENTENCE_CHARS, first_clause_chars: int = 0,
 ) -> AsyncIterator[str]:
-    """Cleaned, non-empty sentences from a stream of text deltas, each as soon as it is complete."""
-    splitter = SentenceSplitter(max_chars)
+    """Cleaned, non-empty sentences from a stream of text deltas, each as soon as it is complete
+    (the first one possibly at a clause break: see SentenceSplitter)."""
+    splitter = SentenceSplitter(max_chars, first_clause_chars=first_clause_chars)
     async for token in tokens:
         for sentence in splitter.feed(token):
             if cleaned := clean_for_speech(sentence):

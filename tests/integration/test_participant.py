@@ -153,11 +153,12 @@ async def test_greets_answers_when_addressed_and_speaks_sentence_by_sentence(ful
     loop = asyncio.create_task(p.run())
     try:
         p.admitted()
-        await until(lambda: voice.said == ["Hello everyone, I am Anna."])
+        # The first clause goes first (it is heard while the rest is generated).
+        await until(lambda: voice.said == ["Hello everyone", "I am Anna."])
         p.on_caption(Caption("Bob Smith", "Anna, what is on the", False, NOW, "b1"))
         p.on_caption(Caption("Bob Smith", "Anna, what is on the agenda?", True, NOW, "b1"))
-        await until(lambda: len(voice.said) == 3)
-        assert voice.said[1:] == ["First the budget.", "Then the launch date."]
+        await until(lambda: len(voice.said) == 4)
+        assert voice.said[2:] == ["First the budget.", "Then the launch date."]
     finally:
         loop.cancel()
         voice.task.cancel()
@@ -167,7 +168,7 @@ async def test_greets_answers_when_addressed_and_speaks_sentence_by_sentence(ful
     assert "You are Anna." in system and "Title: Launch planning" in system and "alex@acme.com" in system
     assert "Bob Smith just spoke to you" in system
     assert {"role": "user", "content": "Bob Smith: Anna, what is on the agenda?"} in answer["messages"]
-    assert {"role": "assistant", "content": "Hello everyone, I am Anna."} in answer["messages"]
+    assert {"role": "assistant", "content": "Hello everyone\nI am Anna."} in answer["messages"]
     assert stub.requests[-1].authorization == f"Bearer {stub.api_key}"
     assert events == []
 

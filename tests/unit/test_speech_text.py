@@ -147,3 +147,16 @@ def test_cap_answer_falls_back_to_a_word_boundary_with_an_ellipsis() -> None:
     assert cap_answer("x" * 50, 10) == "x" * 9 + "…"
     with pytest.raises(ValueError):
         cap_answer("x", 0)
+
+
+def test_the_first_clause_can_go_first() -> None:
+    from app.domain.speech_text import SentenceSplitter
+
+    splitter = SentenceSplitter(first_clause_chars=4)
+    assert splitter.feed("Sure, the ans") == ["Sure,"]
+    assert splitter.feed("wer is 3,5 and, well") == []  # only the first piece is a clause
+    assert splitter.feed(". Next, one.") == ["the answer is 3,5 and, well."]
+    assert splitter.flush() == ["Next, one."]
+    short = SentenceSplitter(first_clause_chars=10)
+    assert short.feed("Yes, it is. ") == ["Yes, it is."]  # "Yes," is under 10 characters
+    assert SentenceSplitter().feed("Sure, the answer ") == []

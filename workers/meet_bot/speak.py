@@ -309,9 +309,11 @@ class Speaker:
             self.last_flush_at = self.clock()
             self.stats.flushes += 1
         head = self._head()
+        # The mic first: it comes on while the first sentence is still being synthesised.
+        mic_ready = await self._mic_step()
         if head is not None and not head.ready:
             return 0.5  # synthesis running; woken when it ends
-        if not await self._mic_step():
+        if not mic_ready:
             return 0.1  # waiting for the mic to come on
         if head is None:
             self._playing = False
