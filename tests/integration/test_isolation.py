@@ -48,6 +48,8 @@ REST = [
     ("GET", "/v2/joins/{join}", None),
     ("GET", "/v2/conversations/{conversation}", None),
     ("POST", "/v2/conversations/{conversation}/end", None),
+    ("GET", "/v2/conversations/{conversation}/transcript", None),
+    ("GET", "/v2/conversations/{conversation}/notes", None),
     ("DELETE", "/v2/faces/{face}", None),
     ("POST", "/v2/conversations", {"pal_id": "{pal}", "meeting_url": "https://meet.google.com/abc-defg-hij"}),
     ("POST", "/v2/conversations", {"pal_id": "{own_pal}", "meeting_url": "https://meet.google.com/abc-defg-hij",
@@ -100,6 +102,7 @@ GRAPHQL = [
     ("query($id: Int!) { join(id: $id) { status } }", "join"),
     ("query($id: String!) { conversation(conversationId: $id) { status } }", "conversation"),
     ("mutation($id: String!) { endConversation(conversationId: $id) { status } }", "conversation"),
+    ("query($id: String!) { transcript(conversationId: $id) { hasMore } }", "conversation"),
     ("mutation($id: String!) { deleteFace(faceId: $id) }", "face"),
     ("mutation($id: String!) { createConversation(palId: $id, meetingUrl: \"https://meet.google.com/abc-defg-hij\") { status } }", "pal"),
 ]

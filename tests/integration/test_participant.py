@@ -114,6 +114,13 @@ async def open_conversation(account_id: int, pal_pk: int, join_pk: int) -> int:
     return rows[0]["id"]
 
 
+async def one_meeting(account_id: int, pal_pk: int, **kw: Any) -> tuple[dict, int]:
+    """A one-off meeting two hours ahead, invited by mail, with its join's conversation."""
+    await deliver("REQUEST", event(start=NOW + timedelta(hours=2), **kw))
+    join = await Join.select().first()
+    return join, await open_conversation(account_id, pal_pk, join["id"])
+
+
 async def until(check, timeout: float = 5.0) -> None:
     end = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -142,9 +149,7 @@ async def test_the_key_is_sealed_and_never_shown(full_pal, stub) -> None:
 
 async def test_greets_answers_when_addressed_and_speaks_sentence_by_sentence(full_pal, stub) -> None:
     account, view, pk = full_pal
-    await deliver("REQUEST", event(start=NOW + timedelta(hours=2), summary="Launch planning"))
-    join = await Join.select().first()
-    conv = await open_conversation(account.id, pk, join["id"])
+    join, conv = await one_meeting(account.id, pk, summary="Launch planning")
     events: list = []
     p = await participant_for(pk, join["id"], conv, events)
     stub.respond = lambda body: (["Hello everyone, ", "I am Anna."] if "Greet the attendees" in system_of(
@@ -184,9 +189,7 @@ async def test_a_broken_llm_leaves_the_pal_quiet_with_one_apology_and_an_event(
     monkeypatch.setenv("LLM_ANSWER_TIMEOUT_SECONDS", "0.5")
     reset_settings()
     account, view, pk = full_pal
-    await deliver("REQUEST", event(start=NOW + timedelta(hours=2)))
-    join = await Join.select().first()
-    conv = await open_conversation(account.id, pk, join["id"])
+    join, conv = await one_meeting(account.id, pk)
     events: list = []
     p = await participant_for(pk, join["id"], conv, events)
     stub.mode = mode
@@ -221,9 +224,7 @@ async def test_a_broken_llm_leaves_the_pal_quiet_with_one_apology_and_an_event(
 
 async def test_someone_speaking_stops_the_answer_at_once(full_pal, stub) -> None:
     account, view, pk = full_pal
-    await deliver("REQUEST", event(start=NOW + timedelta(hours=2)))
-    join = await Join.select().first()
-    conv = await open_conversation(account.id, pk, join["id"])
+    join, conv = await one_meeting(account.id, pk)
     p = await participant_for(pk, join["id"], conv, [])
     stub.chunks = ["One. ", "Two. ", "Three. ", "Four. ", "Five."]
     stub.chunk_delay = 0.3
@@ -244,9 +245,7 @@ async def test_someone_speaking_stops_the_answer_at_once(full_pal, stub) -> None
 
 async def test_answers_in_chat_when_named_there(full_pal, stub) -> None:
     account, view, pk = full_pal
-    await deliver("REQUEST", event(start=NOW + timedelta(hours=2)))
-    join = await Join.select().first()
-    conv = await open_conversation(account.id, pk, join["id"])
+    join, conv = await one_meeting(account.id, pk)
     p = await participant_for(pk, join["id"], conv, [])
     stub.chunks = ["**The doc** is [here](https://example.com)."]
     voice = Voice(p)
@@ -304,9 +303,7 @@ async def test_notes_are_stored_and_the_next_occurrence_of_the_series_remembers_
 
 async def test_a_silent_meeting_gets_no_notes_and_a_failed_llm_says_why(full_pal, stub) -> None:
     account, view, pk = full_pal
-    await deliver("REQUEST", event(start=NOW + timedelta(hours=2)))
-    join = await Join.select().first()
-    conv = await open_conversation(account.id, pk, join["id"])
+    join, conv = await one_meeting(account.id, pk)
     events: list = []
     p = await participant_for(pk, join["id"], conv, events)
     await p.write_notes([TranscriptLine("Anna", "Hello", is_self=True)])

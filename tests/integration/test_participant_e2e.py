@@ -167,3 +167,47 @@ async def _account_of(view: dict[str, Any]) -> int:
     from app.tables import Pal
 
     return (await Pal.select(Pal.account).where(Pal.pal_id == view["pal_id"]).first())["account"]
+
+
+async def test_a_pal_with_an_http_voice_speaks_with_it_and_says_when_it_cannot_hear(
+        invited_pal, server, redis_queue, stub, monkeypatch, meet_lookalike: MeetLookalike) -> None:
+    """layers.tts provider "openai": the greeting is the voice endpoint's audio (the stub's 660 Hz
+    tone, heard at the far end); captions off by policy -> an event and a stream notice."""
+    view, key = invited_pal
+    monkeypatch.setenv("LLM_ALLOWED_HOSTS", "127.0.0.1")
+    reset_settings()
+    await pal_service.patch_pal(await _account_of(view), view["pal_id"], [
+        {"op": "add", "path": "/layers/llm", "value": {"base_url": stub.base_url, "api_key": stub.api_key}},
+        {"op": "add", "path": "/layers/tts", "value": {"provider": "openai", "voice": "nova"}}])
+    code = new_code()
+    url = meet_lookalike.configure(code, "stay", admit_after=0.5, tones=[], no_captions=True)
+    rec = meet_lookalike.record(code)
+    headers = {"x-api-key": key}
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as http:
+        created = await http.post("/v2/conversations", json={"pal_id": view["pal_id"], "meeting_url": url})
+        cid = created.json()["conversation_id"]
+        async with connect(stream_url(server, cid), additional_headers=headers) as ws:
+            client = StreamClient(ws)
+            await client.until(lambda: client.of("started"), 10, "started")
+            worker = asyncio.create_task(run_worker())
+            try:
+                await client.until(lambda: any(e["status"] == "in_call" for e in client.of("status")) or worker.done(),
+                                   90, "in_call")
+                in_call = time.time()
+                await client.until(lambda: len([s for s in window(rec.far_audio, in_call, time.time())
+                                                if s["rms"] > LOUD]) >= 20, 20, "the greeting at the far end")
+                notice = await client.until(lambda: client.of("notice"), 20, "the captions notice")
+            finally:
+                await http.post(f"/v2/conversations/{cid}/end")
+                await asyncio.wait_for(worker, timeout=90)
+    speech = [r for r in stub.requests if r.path.startswith("/v1/audio/speech")]
+    assert speech and speech[0].body["voice"] == "nova" and speech[0].body["response_format"] == "pcm"
+    assert speech[0].authorization == f"Bearer {stub.api_key}"
+    loud = [s for s in window(rec.far_audio, in_call, time.time()) if s["rms"] > LOUD]
+    heard = sorted(s["f"] for s in loud)[len(loud) // 2]
+    assert abs(heard - stub.speech_freq) <= 20, heard  # the endpoint's voice, not espeak-ng
+    assert notice[0]["kind"] == "captions_unavailable", notice
+    from app.tables import PalEvent
+
+    rows = await PalEvent.select(PalEvent.kind, PalEvent.payload).where(PalEvent.kind == "captions_unavailable")
+    assert len(rows) == 1 and cid in str(rows[0]["payload"]), rows

@@ -104,7 +104,7 @@ body { font-family: sans-serif; margin: 0; }
   const controls = (inCall) => '<div id="callcontrols"' + (inCall ? ' role="region" aria-label="Call controls"' : '') + '>' +
     '<button id="mic" aria-label="' + micLabel() + '"><i>mic</i></button>' +
     '<button id="cam" aria-label="' + camLabel() + '"><i>videocam</i></button>' +
-    (inCall ? '<button aria-label="' + (state.captions ? 'Turn off captions' : 'Turn on captions') + '"><i>closed_caption</i></button>' +
+    (inCall ? (sc.no_captions ? '' : '<button aria-label="' + (state.captions ? 'Turn off captions' : 'Turn on captions') + '"><i>closed_caption</i></button>') +
       '<button aria-label="Raise hand (ctrl + alt + h)"><i>back_hand</i></button>' +
       '<button aria-label="Chat with everyone"><i>chat</i></button>' +
       '<button aria-label="People"><i>people</i><span data-avatar-count="' + (1 + others()) + '"></span></button>' : '') +

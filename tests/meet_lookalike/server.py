@@ -12,6 +12,7 @@ Control API (also reachable over HTTP by tests in other processes):
 Scenarios: admit (default), join_now, deny, no_response, never_admit, blocked, invalid, sign_in,
 ended, removed, everyone_left, stay. Options: admit_after, end_after, participants,
 interstitial ("media_choice" | "got_it"), recording_notice, camera_on, mic_on,
+no_captions (true: no captions button, as when an admin turns captions off),
 tones ([{"freq": 440, "at": 0.0, "gain": 0.3}, ...]: once admitted, the page's meeting
 RTCPeerConnection is connected over 127.0.0.1 to an unhooked far end in an iframe, and each tone
 is a participant track added `at` s after that connection is up; see page.py; the far end also
