@@ -18,6 +18,11 @@ Modes (attribute ``mode``):
 - ``"hang"``: reads the request and never answers (the connection stays open);
 - ``"garbage"``: a 200 whose stream (or JSON body) is not valid JSON.
 
+``respond(body)``, when set, picks the chunks per request (a greeting, an answer, the notes), and
+``POST /v1/audio/speech`` answers OpenAI's ``response_format: "pcm"`` (raw 24 kHz mono s16le): a
+``speech_freq`` Hz tone as long as the input (``speech_mode = "fail"`` for a 500), so a test can
+tell this voice from espeak-ng's at the far end.
+
 Every request is recorded (``requests``: method, path, headers, parsed body), and a request
 without ``Authorization: Bearer <api_key>`` is refused with a 401 like the real API's.
 ``finished`` is set whenever a streamed reply has been completely sent.
