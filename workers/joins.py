@@ -56,7 +56,7 @@ def media_channels(relay: WorkerRelay, participant: Participant | None = None, *
                              on_self_speech=relay.on_self_speech, on_problem=_both(relay.on_problem, on_problem),
                              commands=queue)
     return MediaChannels(
-        on_audio=relay.on_audio, on_caption=_both(relay.on_caption, participant.on_caption),
+        on_audio=_both(relay.on_audio, participant.on_audio), on_caption=_both(relay.on_caption, participant.on_caption),
         on_chat=_both(relay.on_chat, participant.on_chat),
         on_self_speech=_both(relay.on_self_speech, participant.on_self_speech),
         on_speaking=participant.on_speaking, on_problem=_both(relay.on_problem, on_problem), commands=queue)

@@ -3,7 +3,8 @@
 One ``Participant`` per bot run of a `full` PAL (workers/joins.py). It sits on the bot's
 media channels (workers/meet_bot/channels.py) beside the relay:
 
-* **hear**: caption lines and chat messages come in through ``on_caption`` / ``on_chat``
+* **hear**: caption lines and chat messages come in through ``on_caption`` / ``on_chat``, the
+  meeting's audio through ``on_audio`` (only loud or not, for barge-in)
   (plain callbacks that only queue), the PAL's own words through ``on_self_speech``;
 * **decide**: app/domain/turn_taking.TurnPolicy says when to greet, answer or stop;
 * **think**: app/services/llm.stream_reply, streamed, bounded by the PAL's answer timeout;
@@ -21,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,9 +54,19 @@ SPOKEN_WAIT_SECONDS = 120  # a turn whose audio never reports its end is over af
 # The first words go to the voice at the first comma once there are this many characters:
 # a short clause is synthesised and heard while the rest of the sentence is generated.
 FIRST_CLAUSE_CHARS = 4
+# Meeting audio at least this loud (RMS, full scale 1.0; about -34 dBFS) counts as someone talking.
+LOUD_RMS = 0.02
 OPEN_MIC_SILENCE = bytes(640)  # 20 ms of 16 kHz s16le
 GREETING = ("You have just been admitted to the meeting. Greet the attendees in one or two short "
             "sentences, as your instructions say.")
+
+
+def frame_rms(pcm: bytes) -> float:
+    """RMS of a 16-bit PCM frame, full scale 1.0 (every 4th sample: enough for loud or not)."""
+    samples = array("h", pcm[: len(pcm) // 2 * 2])[::4]
+    if not samples:
+        return 0.0
+    return math.sqrt(sum(x * x for x in samples) / len(samples)) / 32768
 
 
 def answer_instruction(decision: Decision) -> str:
@@ -119,6 +132,10 @@ class Participant:
     def on_chat(self, message: ChatMessage) -> None:
         self._put("chat", message)
 
+    def on_audio(self, pcm: bytes) -> None:
+        """A frame of the meeting's audio (never the PAL's own): loud or not, for barge-in."""
+        self._put("audio", frame_rms(pcm) >= LOUD_RMS)
+
     def on_self_speech(self, text: str, at: datetime) -> None:
         self.spoken += 1
         self.transcript.append(TranscriptLine(self.setup.pal_name, text, is_self=True))
@@ -157,6 +174,8 @@ class Participant:
         if kind == "chat":
             self._chat(value)
             return None
+        if kind == "audio":
+            return self.policy.heard(value, now)
         if self._turn is None or self._turn.done():
             if self.policy.talking and self._turn is not None:
                 self.policy.finished(now)  # the turn task ended: its end is the policy's too

@@ -9,7 +9,9 @@ answers with what to do. It never talks over people:
 * it answers a question nobody took up: a final line ending in "?" followed by ``question_pause``
   seconds in which nobody spoke (and not addressed to someone else by name at its start);
 * while it talks (an answer being thought or spoken), anyone else's caption text makes it stop
-  at once (barge-in), and the interrupted turn is not retried;
+  at once (barge-in), and so does the meeting's audio (which never holds the PAL's own voice)
+  staying loud for ``barge_in_after`` seconds: captions trail speech by a second or so, the
+  audio does not. The interrupted turn is not retried;
 * ``min_gap`` seconds between the end of one answer and the next, at most ``max_per_minute``
   answers a minute, so a noisy room cannot make it talk all the time.
 
@@ -83,6 +85,7 @@ class TurnPolicy:
     min_gap: float = 1.0
     max_per_minute: int = 6
     others_pause: float = 0.8  # someone's partial line this recent means they are still talking
+    barge_in_after: float = 0.3  # s of loud meeting audio while the PAL talks
 
     def __post_init__(self) -> None:
         self.names = name_words(self.pal_name)
@@ -94,6 +97,8 @@ class TurnPolicy:
         self.pending: Decision | None = None  # an answer waiting for a pause
         self.question: tuple[Decision, float] | None = None  # an open question and when it was asked
         self.turns: deque[float] = deque()
+        self.loud_since: float | None = None
+        self.turn_started = float("-inf")
 
     # --- inputs --------------------------------------------------------------------------------
     def admitted(self, now: float) -> Decision | None:
@@ -126,6 +131,21 @@ class TurnPolicy:
             self.question = (Decision(Act.ANSWER, speaker, text, "question"), now)
         return None
 
+    def heard(self, loud: bool, now: float) -> Decision | None:
+        """One frame of the meeting's audio (everyone but the PAL): loud or not."""
+        if not loud:
+            self.loud_since = None
+            return None
+        if self.loud_since is None:
+            self.loud_since = now
+        # Loud since before the PAL began is the room's noise (a hum, a fan), not an interruption.
+        if self.talking and self.loud_since >= self.turn_started and now - self.loud_since >= self.barge_in_after:
+            self.talking = False
+            self.last_turn_end = now
+            self.pending = None
+            return Decision(Act.BARGE_IN, why="heard")
+        return None
+
     def finished(self, now: float) -> None:
         """The PAL's turn is over (all of it spoken, or it failed)."""
         self.talking = False
@@ -152,4 +172,5 @@ class TurnPolicy:
             return None
         self.turns.append(now)
         self.talking = True
+        self.turn_started = now
         return decision

@@ -338,3 +338,33 @@ async def test_echo_and_unconfigured_full_pals_do_not_think(clean_db) -> None:
         assert not setup.thinks
     assert plain["pipeline_mode"] == "full"
     assert (await PalEvent.count()) == 0
+
+
+async def test_loud_meeting_audio_stops_the_answer_before_any_caption(full_pal, stub) -> None:
+    from workers.meet_bot.pcm import from_samples, sine, split_pcm
+
+    account, view, pk = full_pal
+    join, conv = await one_meeting(account.id, pk)
+    p = await participant_for(pk, join["id"], conv, [])
+    stub.chunks = ["One. ", "Two. ", "Three. ", "Four. ", "Five."]
+    stub.chunk_delay = 0.3
+    voice = Voice(p)
+    loop = asyncio.create_task(p.run())
+    quiet = from_samples([0.0] * 1600)
+    loud = split_pcm(from_samples(sine(300, 1.0, amplitude=0.3)), 100)
+    try:
+        for frame in [quiet] * 5:
+            p.on_audio(frame)  # silence in the room: nothing happens
+        p.on_caption(Caption("Bob", "Anna, count to five", True, NOW, "b1"))
+        await until(lambda: len(voice.said) >= 2, timeout=5)
+        assert voice.clears == 0
+        for frame in loud:  # Carol starts talking: 1 s of audio, in real time
+            p.on_audio(frame)
+            await asyncio.sleep(0.1)
+            if voice.clears:
+                break
+        await until(lambda: voice.clears == 1, timeout=2)
+    finally:
+        loop.cancel()
+        voice.task.cancel()
+    assert "Five." not in voice.said and p.stats.barge_ins == 1

@@ -95,3 +95,26 @@ def test_gap_and_rate_limit() -> None:
     assert p.caption("3", "Bob", "Anna, three?", True, 10.0) is None  # third within a minute
     assert p.tick(61.0) is None  # dropped, not deferred forever
     assert p.caption("4", "Bob", "Anna, four?", True, 70.0) is not None
+
+
+def test_loud_meeting_audio_stops_the_pal_before_captions_do() -> None:
+    p = TurnPolicy("Anna", barge_in_after=0.3)
+    assert p.heard(True, 0.0) is None  # nobody is interrupted when the PAL is quiet
+    p.heard(False, 0.1)
+    assert p.caption("b1", "Bob", "Anna, go on", True, 1.0) is not None
+    assert p.heard(True, 2.0) is None
+    assert p.heard(True, 2.2) is None
+    assert p.heard(False, 2.25) is None  # a click, not speech: the run starts again
+    assert p.heard(True, 2.3) is None
+    d = p.heard(True, 2.61)
+    assert d is not None and d.act is Act.BARGE_IN and d.why == "heard"
+    assert p.heard(True, 2.7) is None and not p.talking
+
+
+def test_a_room_loud_before_the_pal_began_is_noise() -> None:
+    p = TurnPolicy("Anna", barge_in_after=0.3)
+    for i in range(10):
+        p.heard(True, i * 0.1)  # a fan, from t=0
+    assert p.caption("b1", "Bob", "Anna, go on", True, 1.0) is not None
+    assert all(p.heard(True, 1.0 + i * 0.1) is None for i in range(20))
+    assert p.talking
