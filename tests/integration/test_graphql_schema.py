@@ -282,3 +282,26 @@ async def test_typed_layers_never_show_a_key_and_update_pal_changes_only_what_is
     bad_enum = await graphql(client, api_key, update, id=created["pal_id"], input={"pipelineMode": "LOUD"})
     assert bad_enum["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT"}
     assert "'LOUD' does not exist in 'PipelineMode'" in bad_enum["errors"][0]["message"]
+
+
+# --- limits -----------------------------------------------------------------------
+
+def _nested(levels: int) -> str:
+    return "{ " + "pals { nodes { " * (levels // 2) + "palId" + " } }" * (levels // 2) + " }"
+
+
+@pytest.mark.parametrize("query, word, setting", [
+    ("{" + " ".join(f"a{i}: faces {{ name }}" for i in range(16)) + "}", "alias", "GRAPHQL_MAX_ALIASES"),
+    (_nested(12), "deep", "GRAPHQL_MAX_DEPTH"),
+    ("{ faces { " + "name " * 1200 + "} }", "token", None),
+], ids=["aliases", "depth", "tokens"])
+async def test_documents_over_a_limit_get_a_clear_error_and_introspection_stays_on(client, api_key, query, word,
+                                                                                  setting):
+    response = await client.post("/graphql", json={"query": query}, headers=h(api_key))
+    body = response.json()
+    extensions = body["errors"][0]["extensions"]
+    assert body.get("data") is None and extensions["code"] == "QUERY_TOO_COMPLEX", body
+    assert extensions.get("limit") == setting and word in body["errors"][0]["message"].lower(), body
+    # Just under the limits is fine, and introspection is on.
+    ok = await graphql(client, api_key, "{ __schema { queryType { name } } a: faces { name } b: pals { nodes { palId } } }")
+    assert ok["data"]["__schema"]["queryType"]["name"] == "Query"
