@@ -14,7 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.domain.allowlist import MAX_ENTRIES, MAX_ENTRY_LENGTH
-from app.domain.paging import DEFAULT_PAGE, MAX_CURSOR, MAX_PAGE
+from app.domain.paging import DEFAULT_PAGE, MAX_PAGE
 from app.domain.pal_document import MAX_PAL_NAME, MAX_PATCH_OPS, MAX_SYSTEM_PROMPT, PIPELINE_MODES
 from app.domain.usernames import MAX_LENGTH as MAX_USERNAME, USERNAME_PATTERN
 
