@@ -273,6 +273,12 @@ async def test_typed_layers_never_show_a_key_and_update_pal_changes_only_what_is
     rest = (await client.get(f"/v2/pals/{created['pal_id']}", headers=h(api_key))).json()
     assert rest["pipeline_mode"] == "echo" and rest["layers"]["llm"]["api_key"] == secret
 
+    agent = await graphql(client, api_key, update, id=created["pal_id"],
+                          input={"realtime": {"websocketUrl": "wss://agent.example.com/pal"}})
+    assert agent["data"]["updatePal"]["realtime"] == {"websocketUrl": "wss://agent.example.com/pal"}
+    dropped = await graphql(client, api_key, update, id=created["pal_id"], input={"realtime": None})
+    assert dropped["data"]["updatePal"]["realtime"] is None
+    rest = (await client.get(f"/v2/pals/{created['pal_id']}", headers=h(api_key))).json()
     taken = await graphql(client, api_key, update, id=created["pal_id"], input={"conferencing": {"username": "bot1"}})
     assert taken["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "layers.conferencing.username"}
     unchanged = (await client.get(f"/v2/pals/{created['pal_id']}", headers=h(api_key))).json()
