@@ -71,7 +71,6 @@ async def last_event_id(pal_pk: int) -> int | None:
     return row["id"] if row else None
 
 
-
 async def events_pages(account_id: int, pal_ids: list[str], *, first: object = None, after: object = None,
                        names: tuple[str, str] = ("first", "after")) -> dict[str, Page]:
     """A page of the event log for each of the account's PALs, oldest first (one query for all)."""
