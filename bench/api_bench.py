@@ -40,7 +40,7 @@ import _common as C  # noqa: E402
 
 PAL_COLUMNS = ("pal_id, pal_name, system_prompt, pipeline_mode, default_face_id, layers, username, "
                "email_domain, created_at, updated_at")
-GRAPHQL_QUERY = ("query Pal($id: String!) { pal(palId: $id) { palId palName systemPrompt pipelineMode "
+GRAPHQL_QUERY = ("query Pal($id: ID!) { pal(palId: $id) { palId palName systemPrompt pipelineMode "
                  "defaultFaceId layers conferencingEmail createdAt updatedAt } }")
 PAL_DOC = {
     "pal_name": "Bench",

@@ -29,7 +29,7 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SUBSCRIPTION = ("subscription($p: String!) { palEvents(palId: $p) { __typename "
+SUBSCRIPTION = ("subscription($p: ID!) { palEvents(palId: $p) { __typename "
                 "... on PalEvent { id kind payload } } }")
 
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from app.domain.meeting_links import MeetingLink
 from app.domain.platforms import display_name, is_joinable, is_known, joinable_names, not_joinable_names
 
 # Recognised platforms we cannot join yet, by key -> display name (from app/domain/platforms.py).
 PLATFORM_NAMES = not_joinable_names()
+
+
+class MeetingDecision(StrEnum):
+    """What became of an invitation, as stored on the event (calendar_events.decision)."""
+
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    REJECTED = "rejected"    # the organizer is not on the allowlist
+    CANCELLED = "cancelled"  # the organizer cancelled the whole event
 
 
 @dataclass(frozen=True)

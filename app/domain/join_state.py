@@ -48,6 +48,30 @@ class FailReason(StrEnum):
     UNSUPPORTED_PLATFORM = "unsupported_platform"  # no bot joins this platform (workers/bots.py)
 
 
+class LeftReason(StrEnum):
+    """Why a bot that was in the meeting left (status left); reported by the bot."""
+
+    MEETING_ENDED = "meeting_ended"
+    REMOVED = "removed"
+    EVERYONE_LEFT = "everyone_left"
+    END_TIME_REACHED = "end_time_reached"
+    STOPPED = "stopped"
+
+
+class BotFailReason(StrEnum):
+    """Why a bot could not get into, or stay in, the meeting (status failed); reported by the bot."""
+
+    DENIED = "denied"
+    NO_RESPONSE = "no_response"
+    BLOCKED = "blocked"
+    INVALID_MEETING = "invalid_meeting"
+    WAITING_ROOM_TIMEOUT = "waiting_room_timeout"
+    BROWSER_CRASH = "browser_crash"
+    JOIN_BUTTON_NOT_FOUND = "join_button_not_found"
+    SIGN_IN_REQUIRED = "sign_in_required"
+    MEETING_UNREACHABLE = "meeting_unreachable"
+
+
 class RequeueReason(StrEnum):
     """Why a join that had a bot went back to scheduled: the next run rejoins, exactly once."""
 
@@ -84,6 +108,36 @@ class EventKind(StrEnum):
     CAPTIONS_UNAVAILABLE = "captions_unavailable"  # the PAL cannot hear (captions off)
     NOTES_READY = "notes_ready"
     NOTES_FAILED = "notes_failed"
+
+
+# Every reason a join's status can carry, in one place; APIs show anything else (free text
+# from an older version, an operator's note) as "other" beside the stored text.
+JOIN_REASONS: tuple[str, ...] = tuple(dict.fromkeys(
+    str(r) for group in (CancelReason, FailReason, BotFailReason, LeftReason, RequeueReason) for r in group))
+
+# A reason outside JOIN_REASONS: an unexpected error of a bot run ("error: <text>"), or anything else.
+ERROR_REASON = "error"
+OTHER_REASON = "other"
+JOIN_REASON_CODES = (*JOIN_REASONS, ERROR_REASON, OTHER_REASON)
+
+
+def reason_code(reason: str | None) -> str | None:
+    """The closed-set code of a stored reason (the APIs' JoinReason); the text itself stays as detail."""
+    if not reason:
+        return None
+    if reason in JOIN_REASONS:
+        return reason
+    return ERROR_REASON if reason.startswith("error:") else OTHER_REASON
+
+
+# Every kind of row in the PAL event log: invitations, replies, join statuses and join events.
+INVITE_EVENT_KINDS = ("invite_received", "invite_accepted", "invite_declined", "invite_rejected")
+REPLY_EVENT_KINDS = ("reply_sent", "reply_failed")
+
+
+def event_kinds() -> tuple[str, ...]:
+    statuses = (str(s) for s in JoinStatus if s != JoinStatus.CANCELLED)  # cancelled is join_cancelled
+    return tuple(dict.fromkeys((*INVITE_EVENT_KINDS, *(str(k) for k in EventKind), *statuses, *REPLY_EVENT_KINDS)))
 
 
 def event_kind_for(status: JoinStatus | str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+NOTES_STATUSES = ("none", "writing", "ready", "failed")  # conversations.notes_status
 MAX_NOTES_CHARS = 20_000
 MAX_ITEMS = 100
 MAX_ITEM_CHARS = 500

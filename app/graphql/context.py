@@ -11,6 +11,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.litestar import BaseContext
 
 from app.domain.errors import Unauthenticated
+from app.graphql.loaders import Loaders
 from app.services.accounts import AccountRef, authenticate
 
 
@@ -26,11 +27,19 @@ class Context(BaseContext, kw_only=True):
     # Websockets: the place this connection holds among those not yet authenticated
     # (app.graphql.transport), given back on connection_ack or close.
     pending_slot: Any = None
+    # The request's DataLoaders (app/graphql/loaders.py), made on first use: most
+    # operations never list nested joins or meetings and should not pay for them.
+    data_loaders: Any = None
 
     async def account(self) -> AccountRef:
         if self.account_ref is None:
             self.account_ref = await authenticate(self.api_key)
         return self.account_ref
+
+    def loaders(self) -> Loaders:
+        if self.data_loaders is None:
+            self.data_loaders = Loaders()
+        return self.data_loaders
 
 
 async def context_getter(request: Request, channels: ChannelsPlugin) -> Context:

@@ -17,6 +17,12 @@ from app.services.rows import as_client_error
 log = logging.getLogger(__name__)
 
 
+def _bad_variable(error: GraphQLError, original: BaseException | None) -> bool:
+    """An error from coercing the operation's variables, before anything ran (no path)."""
+    return (error.path is None and isinstance(original, (GraphQLError, ValueError, TypeError))
+            and error.message.startswith("Variable '$"))
+
+
 class DomainErrors(MaskErrors):
     """Known failures keep their message and gain a code; unexpected ones say only 'Unexpected error.'
 
@@ -47,6 +53,11 @@ class DomainErrors(MaskErrors):
                 processed.append(GraphQLError(
                     outages.MESSAGE, nodes=error.nodes, source=error.source, positions=error.positions,
                     path=error.path, extensions={"code": outages.SERVICE_UNAVAILABLE}))
+            elif _bad_variable(error, original):
+                # A variable graphql-core could not coerce (a string for an Int, an enum name that
+                # does not exist): the client's input, said as such instead of "Unexpected error.".
+                processed.append(GraphQLError(error.message, nodes=error.nodes, source=error.source,
+                                              positions=error.positions, extensions={"code": "BAD_USER_INPUT"}))
             elif original is None and is_limit_error(error):
                 # graphql-core's own limits (app/graphql/limits.py). A new plain error: over the
                 # websocket a *syntax* error would close the socket instead of ending the operation.
@@ -77,6 +88,8 @@ class AppSchema(strawberry.Schema):
             original = as_client_error(error.original_error) or error.original_error
             if isinstance(original, DomainError):
                 log.info("graphql %s: %s", original.code, original.message)
+            elif _bad_variable(error, original):
+                log.info("graphql BAD_USER_INPUT: %s", error.message.splitlines()[0][:300])
             elif outages.report(original):
                 pass  # one WARNING per outage (app/outages.py), not a traceback per operation
             elif original is None:

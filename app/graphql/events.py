@@ -1,4 +1,4 @@
-"""GraphQL types for the PAL event log: events, pages of events and the live snapshot."""
+"""GraphQL types for the PAL event log: events and the live snapshot (pages: Pal.events)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,24 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
-from app.domain.errors import ValidationFailed
 from app.graphql.activity import Join
-from app.services.events import events_page
-
-MAX_PAGE = 200
+from app.graphql.enums import PalEventKind
+from app.graphql.scalars import DateTime
 
 
 @strawberry.type(description="One state change in a PAL's meeting life; `id` orders the log.")
 class PalEvent:
-    id: int
-    pal_id: str
-    kind: str = strawberry.field(description=(
-        "invite_received, invite_accepted, invite_declined, invite_rejected, join_scheduled, "
-        "join_rescheduled, join_cancelled, scheduled, dispatching, joining, waiting_room, in_call, "
-        "left, failed, reply_sent, reply_failed"))
-    payload: JSON
-    created_at: str
+    id: strawberry.ID = strawberry.field(description="Increasing: the subscription's `after` takes it (as a number).")
+    pal_id: strawberry.ID
+    kind: PalEventKind
+    payload: JSON = strawberry.field(description="The event's data, as stored: its strings are the REST "
+                                                 "API's (status \"in_call\", not IN_CALL).")
+    created_at: DateTime
 
     @strawberry.field(description="The join this event is about, if any.")
-    def join_id(self) -> int | None:
+    def join_id(self) -> strawberry.ID | None:
         value = self.payload.get("join_id") if isinstance(self.payload, dict) else None
-        return value if isinstance(value, int) else None
+        return value if isinstance(value, int) else None  # type: ignore[return-value]
 
     @classmethod
     def from_view(cls, view: dict[str, Any]) -> "PalEvent":
@@ -36,16 +32,9 @@ class PalEvent:
                    created_at=view["created_at"])
 
 
-@strawberry.type(description="A page of the event log, oldest first. Pass `endCursor` as `after` for the next page.")
-class EventPage:
-    items: list[PalEvent]
-    end_cursor: int | None
-    has_more: bool
-
-
 @strawberry.type(description="The current state from PostgreSQL, sent first on every palEvents subscription.")
 class PalSnapshot:
-    pal_id: str
+    pal_id: strawberry.ID
     last_event_id: int | None = strawberry.field(description="The newest event id when the snapshot was read.")
     upcoming: list[Join] = strawberry.field(description="Scheduled joins, soonest first.")
     live: list[Join] = strawberry.field(description="Joins in progress: dispatching, joining, waiting_room, in_call.")
@@ -58,17 +47,3 @@ class PalSnapshot:
 
 
 PalStreamItem = Annotated[PalSnapshot | PalEvent, strawberry.union("PalStreamItem")]
-
-
-def check_paging(after: int | None, first: int) -> None:
-    if after is not None and after < 0:
-        raise ValidationFailed("after must be an event id (0 or more).", field="after")
-    if not 1 <= first <= MAX_PAGE:
-        raise ValidationFailed(f"first must be between 1 and {MAX_PAGE}.", field="first")
-
-
-async def page_of_events(pal_pk: int, pal_id: str, after: int | None, first: int) -> EventPage:
-    check_paging(after, first)
-    views, more = await events_page(pal_pk, pal_id, after=after, first=first)
-    items = [PalEvent.from_view(v) for v in views]
-    return EventPage(items=items, end_cursor=items[-1].id if items else after, has_more=more)

@@ -12,8 +12,8 @@ QUERY_TOO_COMPLEX, on HTTP and over the websocket alike:
   but each computed once, so `...F ...F` chains cannot make the count itself exponential):
   GRAPHQL_MAX_ALIASES aliased fields, GRAPHQL_MAX_DEPTH levels of fields, and
   GRAPHQL_MAX_COST, an estimate of the fields the response will hold: 1 per field, times
-  the size of every list above it (the account's PAL quota for `pals`, the page size for
-  `events(first:)`, LIST_SIZE for the others). A whole `__schema` costs half the limit:
+  the size of every list above it (the page size `first` for a connection's `nodes`,
+  the account's face quota for `faces`, LIST_SIZE for the others). A whole `__schema` costs half the limit:
   it is ~20 ms of CPU that runs in one go (introspection never waits for I/O);
 * validation: graphql-core compares same-name fields pairwise; its budget for that is
   lowered from 500,000 to VALIDATION_BUDGET (a 5,000-token document could take 1.2 s), and
@@ -55,7 +55,7 @@ from graphql.validation.rules import overlapping_fields_can_be_merged
 from strawberry.extensions import ParserCache, ValidationCache
 
 from app.config import Settings, get_settings
-from app.graphql.events import MAX_PAGE
+from app.domain.paging import DEFAULT_PAGE, MAX_PAGE
 
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 # What the cost estimate assumes a list holds, unless LIST_SIZES knows better.
@@ -63,14 +63,14 @@ LIST_SIZE = 10
 # Lists whose size is known: a number, an account quota (setting, and its default), or
 # PAGE: the `first` argument of the field above (literal; a variable counts as the largest page).
 PAGE = "first"
+# Every connection's `nodes` holds at most `first` of the field above (app/graphql/paging.py).
 LIST_SIZES: dict[tuple[str, str], int | str | tuple[str, int]] = {
-    ("Query", "pals"): ("max_pals_per_account", 100),
+    **{(f"{item}Connection", "nodes"): PAGE for item in ("Pal", "Meeting", "Join", "PalEvent", "TranscriptEntry")},
     ("Query", "faces"): ("max_faces_per_account", 20),
-    ("EventPage", "items"): PAGE,
     ("PalSnapshot", "upcoming"): 50,
     ("PalSnapshot", "live"): 50,
 }
-PAGE_DEFAULT, PAGE_MAX = 50, MAX_PAGE  # Pal.events(first: 50), at most 200
+PAGE_DEFAULT, PAGE_MAX = DEFAULT_PAGE, MAX_PAGE  # every connection: first 50 by default, at most 200
 # Introspection is priced as a whole, relative to GRAPHQL_MAX_COST: a whole `__schema` is
 # ~20 ms of CPU that runs in one go (its resolvers never wait), so at most 2 fit in one document.
 INTROSPECTION_SHARE = {"__schema": 0.5, "__type": 0.02}

@@ -8,24 +8,26 @@ from app.graphql import activity
 from app.graphql import pals as pal_api
 from app.graphql.errors import AppSchema, DomainErrors
 from app.graphql.limits import limit_extensions
+from app.graphql.paging import Connection
 from app.graphql.subscriptions import Subscription
 
 
 @strawberry.type
 class Query:
     pal: pal_api.Pal = strawberry.field(resolver=pal_api.pal)
-    pals: list[pal_api.Pal] = strawberry.field(resolver=pal_api.pals)
+    pals: Connection[pal_api.Pal] = strawberry.field(resolver=pal_api.pals)
     faces: list[pal_api.Face] = strawberry.field(resolver=pal_api.faces)
     check_username: pal_api.UsernameAvailability = strawberry.field(resolver=pal_api.check_username)
     join: activity.Join = strawberry.field(resolver=activity.join)
     conversation: activity.Conversation = strawberry.field(resolver=activity.conversation)
-    transcript: activity.Transcript = strawberry.field(resolver=activity.transcript)
+    transcript: Connection[activity.TranscriptEntry] = strawberry.field(resolver=activity.transcript)
 
 
 @strawberry.type
 class Mutation:
     create_pal: pal_api.Pal = strawberry.mutation(resolver=pal_api.create_pal)
     patch_pal: pal_api.Pal = strawberry.mutation(resolver=pal_api.patch_pal)
+    update_pal: pal_api.Pal = strawberry.mutation(resolver=pal_api.update_pal)
     delete_pal: bool = strawberry.mutation(resolver=pal_api.delete_pal)
     create_face: pal_api.Face = strawberry.mutation(resolver=pal_api.create_face)
     delete_face: bool = strawberry.mutation(resolver=pal_api.delete_face)

@@ -27,7 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app import outages
 from app.config import get_settings
 from app.domain.errors import ValidationFailed
-from app.graphql.activity import Conversation, Join, TranscriptEntry
+from app.graphql.activity import Conversation, Join, TranscriptEntry, serial_id
 from app.graphql.context import Info
 from app.graphql.events import PalEvent, PalSnapshot, PalStreamItem
 from app.services.conversations import get_conversation
@@ -202,7 +202,7 @@ async def _missed(pal_pk: int, pal_id: str, after: int) -> AsyncIterator[dict[st
         after = views[-1]["id"]
 
 
-async def pal_events(info: Info, pal_id: str, after: int | None = None) -> AsyncGenerator[PalStreamItem, None]:
+async def pal_events(info: Info, pal_id: strawberry.ID, after: int | None = None) -> AsyncGenerator[PalStreamItem, None]:
     """A PalSnapshot first, then the events after `after` (if given), then events as they happen."""
     account = await info.context.account()
     if after is not None and after < 0:
@@ -252,8 +252,9 @@ def _as_of(view: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]
     return {**view, "status": status, "reason": payload.get("reason")}
 
 
-async def join_status(info: Info, join_id: int) -> AsyncGenerator[Join, None]:
+async def join_status(info: Info, join_id: strawberry.ID) -> AsyncGenerator[Join, None]:
     """The join now, then again each time its status changes."""
+    join_id = serial_id(join_id, "Join", "join_id")  # type: ignore[assignment]
     account = await info.context.account()
     view = await get_join(account.id, join_id)
     async with _live(info, channel(view["pal_id"])) as live:
@@ -268,20 +269,20 @@ async def join_status(info: Info, join_id: int) -> AsyncGenerator[Join, None]:
                     yield Join.from_view(view)
 
 
-async def conversation_status(info: Info, conversation_id: str) -> AsyncGenerator[Conversation, None]:
+async def conversation_status(info: Info, conversation_id: strawberry.ID) -> AsyncGenerator[Conversation, None]:
     """The conversation now, then again each time its join's status changes."""
     account = await info.context.account()
     view = await get_conversation(account.id, conversation_id)
     async with _live(info, channel(view["pal_id"])) as live:
         view = await get_conversation(account.id, conversation_id)
-        yield Conversation(**view)
+        yield Conversation.from_view(view)
         last = _status_key(view)
         async for event in live:
             if _about(event, join_id=view["join_id"], conversation_id=conversation_id):
                 view = _as_of(await get_conversation(account.id, conversation_id), event)
                 if _status_key(view) != last:
                     last = _status_key(view)
-                    yield Conversation(**view)
+                    yield Conversation.from_view(view)
 
 
 def _live_line(raw: bytes) -> dict[str, Any] | None:
@@ -305,7 +306,7 @@ def _line_key(view: dict[str, Any]) -> tuple[Any, ...]:
     return (view["kind"], view["speaker"], view["text"].strip(), view.get("at"))
 
 
-async def conversation_transcript(info: Info, conversation_id: str) -> AsyncGenerator[TranscriptEntry, None]:
+async def conversation_transcript(info: Info, conversation_id: strawberry.ID) -> AsyncGenerator[TranscriptEntry, None]:
     """The stored transcript first (oldest first), then each final line and chat message as it happens."""
     account = await info.context.account()
     target = await conversation_service.stream_target(account.id, conversation_id)

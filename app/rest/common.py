@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import Parameter
 
 from app import outages
 from app.domain.errors import DomainError
+from app.rest.openapi import PAGE_CURSOR_DESCRIPTION, PAGE_LIMIT_DESCRIPTION
 from app.services.accounts import AccountRef, authenticate
 from app.services.rows import NUL_TEXT_ERRORS, as_client_error
 
 log = logging.getLogger(__name__)
+
+# Every REST list pages with ?limit=&cursor= and answers {data, total_count, next_cursor}.
+# The bounds are checked by the services (app/domain/paging.py), so the 400 names the parameter.
+PageLimit = Annotated[int | None, Parameter(description=PAGE_LIMIT_DESCRIPTION)]
+PageCursor = Annotated[str | None, Parameter(description=PAGE_CURSOR_DESCRIPTION)]
+REST_PAGE_NAMES = ("limit", "cursor")
 
 
 async def current_account(request: Request) -> AccountRef:

@@ -10,7 +10,7 @@ from litestar.di import Provide
 from litestar.params import Body, Parameter
 
 from app.clock import utcnow
-from app.rest.common import current_account
+from app.rest.common import PageCursor, current_account
 from app.rest.openapi import (
     CONVERSATION_REQUEST_SCHEMA, SECURITY, TEXT_REQUEST_SCHEMA, CommandAccepted, ConversationView, NotesView, TranscriptView,
     error_responses,
@@ -47,15 +47,18 @@ class ConversationController(Controller):
 
     @get_route("/{conversation_id:str}/transcript", summary="What was said and written in the meeting",
          description="Final captions (`speech`), chat messages (`chat`) and what the PAL said (`self`), "
-                     "in order. Page with `after` (the last `id` seen).",
+                     "in order. Page with `cursor` (the `next_cursor` of the previous page), or with "
+                     "`after` (the last `id` seen). `limit` and `first` are the same bound.",
          responses=error_responses(400, 401, 404))
     async def transcript(
         self, account: AccountRef, conversation_id: str,
         after: Annotated[int | None, Parameter(ge=0, le=2**31 - 1, description="An entry id: entries after it.")] = None,
         first: Annotated[int | None, Parameter(ge=1, le=500, description="At most this many entries (500).")] = None,
+        limit: Annotated[int | None, Parameter(ge=1, le=500, description="At most this many entries (500).")] = None,
+        cursor: PageCursor = None,
     ) -> TranscriptView:
         return await conversation_service.transcript(  # type: ignore[return-value]
-            account.id, conversation_id, after=after, first=first)
+            account.id, conversation_id, after=after, first=limit if limit is not None else first, cursor=cursor)
 
     @get_route("/{conversation_id:str}/notes", summary="The meeting's notes",
                description="Written by a `full` PAL when it leaves: summary, decisions, action items with "

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from litestar import Controller, get
 from litestar.di import Provide
+from litestar.params import Parameter
 
 from app.clock import utcnow
-from app.rest.common import current_account
+from app.domain.paging import Page
+from app.rest.common import REST_PAGE_NAMES, PageCursor, PageLimit, current_account
 from app.rest.openapi import SECURITY, JoinDetail, JoinList, MeetingList, error_responses
 from app.services.accounts import AccountRef
-from app.services.joins import get_join, joins_for_pal
-from app.services.meetings import meetings_for_pal
+from app.services.joins import count_joins, get_join, joins_pages
+from app.services.meetings import count_meetings, meetings_pages
 from app.services.pals import owned_pal_pk
 
 
@@ -20,16 +24,27 @@ class PalActivityController(Controller):
     dependencies = {"account": Provide(current_account)}
     security = SECURITY
 
-    @get("/meetings", summary="Invitations the PAL received, with decision and occurrences",
+    @get("/meetings", summary="Invitations the PAL received, newest first, with decision and occurrences",
          responses=error_responses(400, 401, 404))
-    async def meetings(self, account: AccountRef, pal_id: str) -> MeetingList:
-        items = await meetings_for_pal(await owned_pal_pk(account.id, pal_id), utcnow())
-        return {"data": items, "total_count": len(items)}  # type: ignore[typeddict-item]
+    async def meetings(self, account: AccountRef, pal_id: str, limit: PageLimit = None,
+                       cursor: PageCursor = None) -> MeetingList:
+        pk = await owned_pal_pk(account.id, pal_id)
+        pages = await meetings_pages(account.id, [pal_id], utcnow(), first=limit, after=cursor, names=REST_PAGE_NAMES)
+        return _listing(pages[pal_id], await count_meetings(pk))
 
-    @get("/joins", summary="Planned, running and finished Meet joins", responses=error_responses(400, 401, 404))
-    async def joins(self, account: AccountRef, pal_id: str) -> JoinList:
-        items = await joins_for_pal(await owned_pal_pk(account.id, pal_id))
-        return {"data": items, "total_count": len(items)}  # type: ignore[typeddict-item]
+    @get("/joins", summary="Planned, running and finished Meet joins, newest first",
+         responses=error_responses(400, 401, 404))
+    async def joins(self, account: AccountRef, pal_id: str, limit: PageLimit = None, cursor: PageCursor = None,
+                    upcoming: Annotated[bool, Parameter(description="Only scheduled joins, soonest first.")] = False,
+                    ) -> JoinList:
+        pk = await owned_pal_pk(account.id, pal_id)
+        pages = await joins_pages(account.id, [pal_id], first=limit, after=cursor, upcoming=upcoming,
+                                  names=REST_PAGE_NAMES)
+        return _listing(pages[pal_id], await count_joins(pk, upcoming=upcoming))
+
+
+def _listing(page: Page, total: int) -> Any:
+    return {"data": page.items, "total_count": total, "next_cursor": page.end_cursor if page.has_next_page else None}
 
 
 class JoinController(Controller):

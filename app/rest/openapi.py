@@ -14,6 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.domain.allowlist import MAX_ENTRIES, MAX_ENTRY_LENGTH
+from app.domain.paging import DEFAULT_PAGE, MAX_PAGE
 from app.domain.pal_document import MAX_PAL_NAME, MAX_PATCH_OPS, MAX_SYSTEM_PROMPT, PIPELINE_MODES
 from app.domain.usernames import MAX_LENGTH as MAX_USERNAME, USERNAME_PATTERN
 
@@ -50,6 +51,11 @@ _ERROR_MEANINGS = {
     409: "Conflicts with the current state.",
     413: "The request body is too large.",
 }
+
+
+# ?limit=&cursor= on every REST list that can grow (app/domain/paging.py).
+PAGE_LIMIT_DESCRIPTION = f"At most this many items (1-{MAX_PAGE}, default {DEFAULT_PAGE})."
+PAGE_CURSOR_DESCRIPTION = "The `next_cursor` of the previous page (opaque); omit for the first page."
 
 
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
@@ -157,7 +163,8 @@ class PalView(TypedDict):
 
 class PalList(TypedDict):
     data: list[PalView]
-    total_count: int
+    total_count: int  # all of them, not only this page
+    next_cursor: str | None  # pass as ?cursor= for the next page; null on the last page
 
 
 class UsernameAvailability(TypedDict):
@@ -221,7 +228,8 @@ class JoinDetail(JoinView):
 
 class JoinList(TypedDict):
     data: list[JoinView]
-    total_count: int
+    total_count: int  # all of them, not only this page
+    next_cursor: str | None  # pass as ?cursor= for the next page; null on the last page
 
 
 class Occurrence(TypedDict):
@@ -254,7 +262,8 @@ class MeetingView(TypedDict):
 
 class MeetingList(TypedDict):
     data: list[MeetingView]
-    total_count: int
+    total_count: int  # all of them, not only this page
+    next_cursor: str | None  # pass as ?cursor= for the next page; null on the last page
 
 
 class TranscriptEntryView(TypedDict):
@@ -270,6 +279,7 @@ class TranscriptView(TypedDict):
     conversation_id: str
     entries: list[TranscriptEntryView]
     has_more: bool
+    next_cursor: str | None  # pass as ?cursor= for the next page; null on the last page
 
 
 class CommandAccepted(TypedDict):

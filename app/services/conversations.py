@@ -14,6 +14,7 @@ from app.domain.ids import new_public_id
 from app.domain.join_planning import PlannedJoin
 from app.domain.join_state import CancelReason, JoinStatus
 from app.domain.meeting_links import classify_url
+from app.domain.paging import decode_cursor, encode_cursor
 from app.domain.platforms import display_name, is_joinable, is_known, joinable_names
 from app.domain.timefmt import iso_z
 from app.services import media_relay, transcripts
@@ -23,6 +24,7 @@ from app.services.joins import cancel_join, conversation_join, create_join, join
 from app.tables import Conversation, Pal
 
 MAX_URL = 2048
+TRANSCRIPT_CURSOR = "transcript"
 
 
 def meet_url(value: object) -> str:
@@ -126,12 +128,22 @@ async def conversation_exists(conversation_id: str) -> bool:
 
 
 async def transcript(account_id: int, conversation_id: str, *, after: object = None,
-                     first: object = None) -> dict[str, Any]:
-    """What was said and written in the meeting, in order; `after` (an entry id) pages on."""
+                     first: object = None, cursor: object = None, cursor_field: str = "cursor") -> dict[str, Any]:
+    """What was said and written in the meeting, in order; `after` (an entry id) or `cursor`
+    (the `next_cursor` of the previous page, app/domain/paging.py) pages on."""
+    key = decode_cursor(cursor, TRANSCRIPT_CURSOR, (int,), field=cursor_field)
+    if key is not None:
+        after = key[0]
     after, first = transcripts.page_bounds(after, first)
     conversation, _, _ = await _owned(account_id, conversation_id)
     entries, more = await transcripts.entries(conversation["id"], after=after, first=first)
-    return {"conversation_id": conversation["conversation_id"], "entries": entries, "has_more": more}
+    return {"conversation_id": conversation["conversation_id"], "entries": entries, "has_more": more,
+            "next_cursor": transcript_cursor(entries[-1]["id"]) if more and entries else None}
+
+
+def transcript_cursor(entry_id: int) -> str:
+    """The opaque cursor after a transcript entry (REST's next_cursor, GraphQL's endCursor)."""
+    return encode_cursor(TRANSCRIPT_CURSOR, entry_id)
 
 
 async def notes(account_id: int, conversation_id: str) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from app import outages
+from app.domain.paging import Page, decode_cursor, encode_cursor, page_of, page_size
 from app.domain.timefmt import iso_z
 from app.keys import pal_events_channel as channel
 from app.redis_client import redis
+from app.services.rows import first_rows_per_pal
 from app.tables import Pal, PalEvent
 
 log = logging.getLogger(__name__)
@@ -68,3 +70,14 @@ async def last_event_id(pal_pk: int) -> int | None:
         PalEvent.id, ascending=False).first()
     return row["id"] if row else None
 
+
+async def events_pages(account_id: int, pal_ids: list[str], *, first: object = None, after: object = None,
+                       names: tuple[str, str] = ("first", "after")) -> dict[str, Page]:
+    """A page of the event log for each of the account's PALs, oldest first (one query for all)."""
+    size = page_size(first, field=names[0])
+    key = decode_cursor(after, "events", (int,), field=names[1])
+    where, args = ("", ()) if key is None else (" AND t.id > {}", key)
+    grouped = await first_rows_per_pal(PalEvent, account_id, pal_ids, select="t.id, t.kind, t.payload, t.created_at",
+                                       order="t.id", first=size, where=where, args=args)
+    return {pal_id: page_of(rows, size, lambda r: encode_cursor("events", r["id"])).map(
+        lambda r: event_view(r, pal_id)) for pal_id, rows in grouped.items()}

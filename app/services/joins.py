@@ -29,11 +29,12 @@ from app.domain.join_state import (
     ACTIVE, LIVE, CancelReason, EventKind, FailReason, JoinStatus, NotPlannedReason, event_kind_for,
 )
 from app.domain.occurrences import UnplannableEvent, expand_occurrences
+from app.domain.paging import Page, decode_cursor, encode_cursor, page_of, page_size
 from app.domain.timefmt import iso_z
 from app.keys import JOB_RUN_JOIN, join_job_id
 from app.queue import enqueue
 from app.services.events import last_event_id, record_event
-from app.services.rows import json_value
+from app.services.rows import first_rows_per_pal, json_value
 from app.tables import CalendarEvent, Join, JoinStatusChange
 
 log = logging.getLogger(__name__)
@@ -330,9 +331,39 @@ async def get_join(account_id: int, join_pk: int) -> dict[str, Any]:
             "history": [{"status": h["status"], "reason": h["reason"], "at": iso_z(h["at"])} for h in history]}
 
 
-async def joins_for_pal(pal_pk: int, *, limit: int = 200) -> list[dict[str, Any]]:
-    rows = await _select_joins().where(Join.pal == pal_pk).order_by(Join.join_at, ascending=False).limit(limit)
-    return [join_view(r) for r in rows]
+# The two orders a PAL's joins are listed in: newest first (all), soonest first (upcoming only).
+_JOIN_ORDERS = {False: ("joins", "t.join_at DESC, t.id DESC", "<"), True: ("upcoming_joins", "t.join_at, t.id", ">")}
+
+
+async def joins_pages(account_id: int, pal_ids: list[str], *, first: object = None, after: object = None,
+                      upcoming: bool = False, names: tuple[str, str] = ("first", "after")) -> dict[str, Page]:
+    """A page of joins for each of the account's PALs (one query for all of them).
+
+    Newest first by join time; with `upcoming`, only scheduled joins, soonest first.
+    `names` are the caller's words for page size and cursor (REST: limit, cursor)."""
+    kind, order, compare = _JOIN_ORDERS[bool(upcoming)]
+    size = page_size(first, field=names[0])
+    key = decode_cursor(after, kind, (datetime, int), field=names[1])
+    where, args = "", ()
+    if upcoming:
+        where += f" AND t.status = '{JoinStatus.SCHEDULED}'"
+    if key is not None:
+        where += f" AND (t.join_at, t.id) {compare} ({{}}::timestamptz, {{}}::integer)"
+        args = key
+    grouped = await first_rows_per_pal(
+        Join, account_id, pal_ids, select="t.*, e.uid AS event_uid, e.summary AS event_summary, "
+        "c.conversation_id AS conversation_public_id", order=order, first=size, where=where, args=args,
+        joins="LEFT JOIN calendar_events e ON e.id = t.calendar_event "
+              "LEFT JOIN conversations c ON c.id = t.conversation")
+    return {pal_id: page_of(rows, size, lambda r: encode_cursor(kind, r["join_at"], r["id"])).map(join_view)
+            for pal_id, rows in grouped.items()}
+
+
+async def count_joins(pal_pk: int, *, upcoming: bool = False) -> int:
+    where = Join.pal == pal_pk
+    if upcoming:
+        where &= Join.status == str(JoinStatus.SCHEDULED)
+    return await Join.count().where(where)
 
 
 async def conversation_join(conversation_pk: int) -> dict[str, Any] | None:

@@ -7,9 +7,10 @@ from typing import Any
 
 from app.config import get_settings
 from app.domain.occurrences import Occurrence, UnplannableEvent, expand_occurrences
+from app.domain.paging import Page, decode_cursor, encode_cursor, page_of, page_size
 from app.domain.timefmt import iso_z
 from app.services.joins import stored_event
-from app.services.rows import json_value
+from app.services.rows import first_rows_per_pal, json_value
 from app.tables import CalendarEvent
 
 MAX_OCCURRENCES_SHOWN = 50
@@ -52,6 +53,23 @@ def meeting_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 async def meetings_for_pal(pal_pk: int, now: datetime, *, limit: int = 200) -> list[dict[str, Any]]:
+    """A PAL's invitations by its internal key, newest received first (for internal callers and tests)."""
     rows = await CalendarEvent.select().where(CalendarEvent.pal == pal_pk).order_by(
-        CalendarEvent.updated_at, ascending=False).limit(limit)
+        CalendarEvent.id, ascending=False).limit(limit)
     return [meeting_view(r, now) for r in rows]
+
+
+async def meetings_pages(account_id: int, pal_ids: list[str], now: datetime, *, first: object = None,
+                         after: object = None, names: tuple[str, str] = ("first", "after")) -> dict[str, Page]:
+    """A page of invitations for each of the account's PALs, newest received first (one query)."""
+    size = page_size(first, field=names[0])
+    key = decode_cursor(after, "meetings", (int,), field=names[1])
+    where, args = ("", ()) if key is None else (" AND t.id < {}", key)
+    grouped = await first_rows_per_pal(CalendarEvent, account_id, pal_ids, select="t.*", order="t.id DESC",
+                                       first=size, where=where, args=args)
+    return {pal_id: page_of(rows, size, lambda r: encode_cursor("meetings", r["id"])).map(
+        lambda r: meeting_view(r, now)) for pal_id, rows in grouped.items()}
+
+
+async def count_meetings(pal_pk: int) -> int:
+    return await CalendarEvent.count().where(CalendarEvent.pal == pal_pk)

@@ -10,6 +10,7 @@ import asyncpg
 from app.config import get_settings
 from app.domain.errors import NotFound, QuotaExceeded, ValidationFailed
 from app.domain.ids import new_public_id
+from app.domain.paging import Page, decode_cursor, encode_cursor, page_of, page_size
 from app.domain.pal_document import (
     EDITABLE_FIELDS, ValidPal, apply_patch, shown_layers, split_secrets, validate_document,
 )
@@ -128,9 +129,20 @@ async def get_pal(account_id: int, pal_id: str) -> dict[str, Any]:
     return pal_view(await _owned_row(account_id, pal_id))
 
 
-async def list_pals(account_id: int) -> list[dict[str, Any]]:
-    rows = await Pal.select().where(Pal.account == account_id).order_by(Pal.id)
-    return [pal_view(r) for r in rows]
+async def list_pals(account_id: int, *, first: object = None, after: object = None,
+                    names: tuple[str, str] = ("first", "after")) -> Page[dict[str, Any]]:
+    """A page of the account's PALs, oldest first (`names`: the caller's words for size and cursor)."""
+    size = page_size(first, field=names[0])
+    key = decode_cursor(after, "pals", (int,), field=names[1])
+    where = Pal.account == account_id
+    if key is not None:
+        where &= Pal.id > key[0]
+    rows = await Pal.select().where(where).order_by(Pal.id).limit(size + 1)
+    return page_of(rows, size, lambda r: encode_cursor("pals", r["id"])).map(pal_view)
+
+
+async def count_pals(account_id: int) -> int:
+    return await Pal.count().where(Pal.account == account_id)
 
 
 async def patch_pal(account_id: int, pal_id: str, operations: object) -> dict[str, Any]:

@@ -28,3 +28,25 @@ def as_client_error(exc: BaseException | None) -> DomainError | None:
     if isinstance(exc, NUL_TEXT_ERRORS):
         return ValidationFailed("Text must not contain the NUL character (U+0000).")
     return None
+
+
+async def first_rows_per_pal(table: Any, account_id: int, pal_ids: list[str], *, select: str, order: str,
+                             first: int, joins: str = "", where: str = "",
+                             args: tuple[Any, ...] = ()) -> dict[str, list[dict[str, Any]]]:
+    """Up to first + 1 rows of `table` (aliased `t`) for each of the account's PALs, in one query.
+
+    One window query for any number of PALs is what keeps `pals { joins meetings }` from
+    issuing a query per PAL (the DataLoaders in app/graphql/loaders.py). `where` may add
+    conditions with `{}` placeholders filled from `args`; `order` is the list's sort key,
+    which its keyset cursor follows. Rows come back grouped by public pal_id, in order."""
+    name = table._meta.tablename
+    sql = (f"SELECT * FROM (SELECT {select}, p.pal_id AS page_pal_id, "
+           f"row_number() OVER (PARTITION BY t.pal ORDER BY {order}) AS page_row "
+           f"FROM {name} t JOIN pals p ON p.id = t.pal {joins} "
+           f"WHERE p.account = {{}} AND p.pal_id = ANY({{}}) {where}) ranked "
+           f"WHERE page_row <= {{}} ORDER BY page_pal_id, page_row")
+    rows = await table.raw(sql, account_id, list(pal_ids), *args, first + 1)
+    grouped: dict[str, list[dict[str, Any]]] = {pal_id: [] for pal_id in pal_ids}
+    for row in rows:
+        grouped[row["page_pal_id"]].append(row)
+    return grouped

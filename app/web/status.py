@@ -11,7 +11,9 @@ from litestar.exceptions import NotFoundException
 from app.config import get_settings
 
 STATIC = Path(__file__).parent / "static"
-ASSETS = {"status.js": "text/javascript; charset=utf-8", "status.css": "text/css; charset=utf-8"}
+ASSETS = {"status.js": "text/javascript; charset=utf-8", "status.css": "text/css; charset=utf-8",
+          # The dashboard's GraphQL operations (typed clients are generated from them: codegen/).
+          "operations.graphql": "application/graphql; charset=utf-8"}
 # Only our own files may run or be fetched; the API key never leaves this origin.
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "

@@ -43,21 +43,25 @@ async def test_meetings_and_joins_visible_on_both_apis(client, api_key, other_ap
     assert (one["event_id"], one["uid"], one["summary"]) == (accepted["event_id"], accepted["uid"], "Weekly sync")
     assert (joins[0]["event_id"], joins[0]["summary"]) == (accepted["event_id"], "Weekly sync")
 
-    data = await graphql(client, api_key, """query($id: String!, $join: Int!) {
-        pal(palId: $id) { meetings { decision platform reason occurrences { startAt meetingUrl } }
-                          joins { id status joinAt meeting { eventId uid summary } } }
+    data = await graphql(client, api_key, """query($id: ID!, $join: ID!) {
+        pal(palId: $id) { meetings { nodes { decision platform reason occurrences { startAt meetingUrl } } }
+                          joins { nodes { id status joinAt meeting { eventId uid summary } } } }
         join(id: $join) { status history { status } meeting { eventId uid summary } } }""", id=pal_id, join=join_id)
     assert "errors" not in data, data
-    assert sorted(m["decision"] for m in data["data"]["pal"]["meetings"]) == ["accepted", "declined", "rejected"]
-    assert data["data"]["pal"]["joins"][0]["joinAt"] == joins[0]["join_at"]
-    assert data["data"]["join"]["history"] == [{"status": "scheduled"}]
-    ref = {"eventId": accepted["event_id"], "uid": accepted["uid"], "summary": "Weekly sync"}
-    assert data["data"]["join"]["meeting"] == ref and data["data"]["pal"]["joins"][0]["meeting"] == ref
+    gql_meetings = data["data"]["pal"]["meetings"]["nodes"]
+    # Enums travel as names: the closed sets are typed (app/graphql/enums.py).
+    assert sorted((m["decision"], m["platform"]) for m in gql_meetings) == [
+        ("ACCEPTED", "GOOGLE_MEET"), ("DECLINED", "ZOOM"), ("REJECTED", "GOOGLE_MEET")]
+    gql_joins = data["data"]["pal"]["joins"]["nodes"]
+    assert gql_joins[0]["joinAt"] == joins[0]["join_at"] and gql_joins[0]["status"] == "SCHEDULED"
+    assert data["data"]["join"]["history"] == [{"status": "SCHEDULED"}]
+    ref = {"eventId": str(accepted["event_id"]), "uid": accepted["uid"], "summary": "Weekly sync"}
+    assert data["data"]["join"]["meeting"] == ref and gql_joins[0]["meeting"] == ref
 
     # Another account sees none of it.
     assert (await client.get(f"/v2/pals/{pal_id}/meetings", headers={"x-api-key": other_api_key})).status_code == 404
     assert (await client.get(f"/v2/joins/{join_id}", headers={"x-api-key": other_api_key})).status_code == 404
-    hidden = await graphql(client, other_api_key, "query($j: Int!) { join(id: $j) { status } }", j=join_id)
+    hidden = await graphql(client, other_api_key, "query($j: ID!) { join(id: $j) { status } }", j=join_id)
     assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 

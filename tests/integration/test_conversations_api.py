@@ -70,20 +70,21 @@ async def test_dispatch_enqueues_at_once_and_end_cancels(client, api_key, pal_id
 async def test_graphql_conversation_life_cycle(client, api_key, other_api_key, pal_id, redis_queue):
     from tests.fixtures import graphql
 
-    zoom = await graphql(client, api_key, """mutation($p: String!) { createConversation(palId: $p,
+    zoom = await graphql(client, api_key, """mutation($p: ID!) { createConversation(palId: $p,
         meetingUrl: "https://zoom.us/j/123?pwd=x") { conversationId } }""", p=pal_id)
     assert zoom["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "meeting_url"}
     assert "Zoom meetings are not supported yet" in zoom["errors"][0]["message"]
-    created = await graphql(client, api_key, """mutation($p: String!) { createConversation(palId: $p,
+    created = await graphql(client, api_key, """mutation($p: ID!) { createConversation(palId: $p,
         meetingUrl: "https://meet.google.com/xgq-epxn-ccp") { conversationId status joinId } }""", p=pal_id)
     conversation = created["data"]["createConversation"]
-    assert conversation["status"] == "scheduled"
-    got = await graphql(client, api_key, "query($c: String!) { conversation(conversationId: $c) { status meetingUrl } }",
+    assert conversation["status"] == "SCHEDULED"
+    got = await graphql(client, api_key, "query($c: ID!) { conversation(conversationId: $c) { status meetingUrl } }",
                         c=conversation["conversationId"])
-    assert got["data"]["conversation"] == {"status": "scheduled", "meetingUrl": "https://meet.google.com/xgq-epxn-ccp"}
-    hidden = await graphql(client, other_api_key, "query($c: String!) { conversation(conversationId: $c) { status } }",
+    assert got["data"]["conversation"] == {"status": "SCHEDULED", "meetingUrl": "https://meet.google.com/xgq-epxn-ccp"}
+    hidden = await graphql(client, other_api_key, "query($c: ID!) { conversation(conversationId: $c) { status } }",
                            c=conversation["conversationId"])
     assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
-    ended = await graphql(client, api_key, "mutation($c: String!) { endConversation(conversationId: $c) { status reason } }",
+    ended = await graphql(client, api_key, "mutation($c: ID!) { endConversation(conversationId: $c) { status reason reasonDetail } }",
                           c=conversation["conversationId"])
-    assert ended["data"]["endConversation"] == {"status": "cancelled", "reason": "ended_by_api"}
+    assert ended["data"]["endConversation"] == {"status": "CANCELLED", "reason": "ENDED_BY_API",
+                                                "reasonDetail": "ended_by_api"}

@@ -144,7 +144,7 @@ async def test_graphql_create_and_delete_face(client, api_key):
     assert (face["stock"], face["video"], face["audio"]) == (False, "generated", "generated")
     bad = await graphql(client, api_key, 'mutation { createFace(name: "Gus", voice: "$(reboot)") { faceId } }')
     assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "voice"}
-    deleted = await graphql(client, api_key, "mutation($id: String!) { deleteFace(faceId: $id) }", id=face["faceId"])
+    deleted = await graphql(client, api_key, "mutation($id: ID!) { deleteFace(faceId: $id) }", id=face["faceId"])
     assert deleted["data"]["deleteFace"] is True
     stock = await graphql(client, api_key, 'mutation { deleteFace(faceId: "r90bbd427f71") }')
     assert stock["errors"][0]["extensions"]["code"] == "NOT_FOUND"

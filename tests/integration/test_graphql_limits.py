@@ -45,14 +45,14 @@ SMALL_QUERY = "{ faces { faceId } }"
 
 # --- hostile documents --------------------------------------------------------
 
-def _aliases(n: int, selection: str = "pals{palId}") -> str:
+def _aliases(n: int, selection: str = "faces{name}") -> str:
     return "{" + " ".join(f"a{i}:{selection}" for i in range(n)) + "}"
 
 
 def _fragment_chain(n: int) -> str:
     """Each fragment spreads the next one twice: 2**n fields once expanded."""
     fragments = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(n))
-    return "{ ...F0 } " + fragments + f" fragment F{n} on Query {{ pals {{ palId }} }}"
+    return "{ ...F0 } " + fragments + f" fragment F{n} on Query {{ pals {{ nodes {{ palId }} }} }}"
 
 
 INTROSPECTION_FAN = ("__schema { types { name fields { name args { name type { name fields { name } } } "
@@ -63,17 +63,17 @@ HOSTILE: dict[str, str] = {
     "40k aliases": _aliases(40_000),
     # item 7: a logged-in tenant's amplification
     "7k aliases of pals{joins meetings events}": _aliases(
-        7_000, "pals{joins{id} meetings{uid} events{items{id}}}"),
+        7_000, "pals{nodes{joins{nodes{id}} meetings{nodes{uid}} events{nodes{id}}}}"),
     "deep nesting": "{" + "pals{" * 150_000 + "palId" + "}" * 150_000 + "}",
-    "20k fragment spreads": "{" + " ...F" * 20_000 + " } fragment F on Query { pals { palId } }",
+    "20k fragment spreads": "{" + " ...F" * 20_000 + " } fragment F on Query { pals { nodes { palId } } }",
     "exponential fragments": _fragment_chain(40),
     "huge string token": '{ checkUsername(username: "' + "a" * 900_000 + '") { available } }',
     "huge comment": "#" + "x" * 900_000 + "\n{ faces { faceId } }",
     "whitespace": "{" + " " * 900_000 + "faces { faceId } }",
     # small documents that are slow to validate (same-name fields compared pairwise)
-    "repeated fields": "{" + " pals { palId }" * 190 + " }",
+    "repeated fields": "{" + " pals { nodes { palId } }" * 190 + " }",
     "conflicting arguments": "{" + "".join(f' pal(palId: "p{i}") {{ palId }}' for i in range(110)) + " }",
-    "many fragments": " ".join(f"fragment F{i} on Query {{ pals {{ palId }} }}" for i in range(90))
+    "many fragments": " ".join(f"fragment F{i} on Query {{ pals {{ nodes {{ palId }} }} }}" for i in range(90))
                       + " {" + " ".join(f" ...F{i}" for i in range(90)) + " }",
     "introspection fan-out": "{" + " ".join(f"i{i}: {INTROSPECTION_FAN}" for i in range(15)) + "}",
     "introspection recursion": "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }",
@@ -256,15 +256,17 @@ async def test_hostile_documents_with_a_key_are_refused_quickly(server, tenants)
 async def test_a_heavy_but_allowed_query_still_works(server, tenants):
     """The limits leave room for real work: a full dump of the attacker's PALs is answered."""
     attacker, _ = tenants
-    query = """{ pals { palId palName joins { id status history { status at } meeting { uid } }
-      meetings { uid occurrences { startAt } } events(first: 50) { items { id kind payload } hasMore } } }"""
+    query = """{ pals(first: 100) { nodes { palId palName joins(first: 20) { nodes { id status history { status at }
+      meeting { uid } } } meetings(first: 20) { nodes { uid occurrences { startAt } } }
+      events(first: 50) { nodes { id kind payload } pageInfo { hasNextPage } } } } }"""
     async with httpx.AsyncClient(base_url=server.base_url, timeout=HTTP_TIMEOUT) as http:
         started = time.perf_counter()
         response = await http.post("/graphql", json={"query": query}, headers={"x-api-key": attacker})
         elapsed = time.perf_counter() - started
     body = response.json()
     assert response.status_code == 200 and "errors" not in body, body
-    assert len(body["data"]["pals"]) == 3 and all(len(p["joins"]) == 2 for p in body["data"]["pals"])
+    pals = body["data"]["pals"]["nodes"]
+    assert len(pals) == 3 and all(len(p["joins"]["nodes"]) == 2 for p in pals)
     assert elapsed < 2.0
 
 

@@ -86,7 +86,7 @@ async def test_deep_graphql_bodies_and_variables_are_a_clear_400(client, api_key
            '"variables": {"i": {"palName": "x", "layers": {"a": ' + deep_text(DEEP) + "}}}}"
     response = await client.post("/graphql", content=body.encode(), headers=h(api_key))
     assert_too_deep(response)
-    response = await client.get("/graphql", params={"query": "query($v: JSON) { pals { palId } }",
+    response = await client.get("/graphql", params={"query": "query($v: JSON) { pals { nodes { palId } } }",
                                                     "variables": '{"v": ' + deep_text(DEEP) + "}"},
                                 headers={"x-api-key": api_key, "accept": "application/json"})
     assert response.status_code == 400, response.text
@@ -137,13 +137,13 @@ async def test_stored_layers_depth_is_bounded_on_create_and_across_patches(clien
     response = await client.patch(url, json=deeper, headers=h(api_key))
     assert response.status_code == 400, response.text
     assert response.json()["field"] == "layers" and "nested deeper than" in response.json()["error"]
-    gql = await graphql(client, api_key, "mutation($id: String!, $ops: JSON!) { patchPal(palId: $id, operations: $ops) { palId } }",
+    gql = await graphql(client, api_key, "mutation($id: ID!, $ops: JSON!) { patchPal(palId: $id, operations: $ops) { palId } }",
                         id=pal["pal_id"], ops=deeper)
     assert gql["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "layers"}
     # Every stored PAL still reads back over both APIs.
     assert (await client.get(url, headers=h(api_key))).status_code == 200
-    listed = await graphql(client, api_key, "query { pals { palId layers } }")
-    assert listed.get("errors") is None and len(listed["data"]["pals"]) == 1
+    listed = await graphql(client, api_key, "query { pals { nodes { palId layers } } }")
+    assert listed.get("errors") is None and len(listed["data"]["pals"]["nodes"]) == 1
 
 
 async def test_raw_and_multipart_bodies_are_not_scanned_as_json(client, api_key):

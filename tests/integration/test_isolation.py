@@ -95,16 +95,16 @@ async def test_rest_foreign_ids_look_missing(client, api_key, other_api_key, own
 
 
 GRAPHQL = [
-    ("query($id: String!) { pal(palId: $id) { palId } }", "pal"),
-    ("query($id: String!) { pal(palId: $id) { meetings { uid } } }", "pal"),
-    ("mutation($id: String!) { patchPal(palId: $id, operations: [{op: \"replace\", path: \"/pal_name\", value: \"M\"}]) { palId } }", "pal"),
-    ("mutation($id: String!) { deletePal(palId: $id) }", "pal"),
-    ("query($id: Int!) { join(id: $id) { status } }", "join"),
-    ("query($id: String!) { conversation(conversationId: $id) { status } }", "conversation"),
-    ("mutation($id: String!) { endConversation(conversationId: $id) { status } }", "conversation"),
-    ("query($id: String!) { transcript(conversationId: $id) { hasMore } }", "conversation"),
-    ("mutation($id: String!) { deleteFace(faceId: $id) }", "face"),
-    ("mutation($id: String!) { createConversation(palId: $id, meetingUrl: \"https://meet.google.com/abc-defg-hij\") { status } }", "pal"),
+    ("query($id: ID!) { pal(palId: $id) { palId } }", "pal"),
+    ("query($id: ID!) { pal(palId: $id) { meetings { nodes { uid } } } }", "pal"),
+    ("mutation($id: ID!) { patchPal(palId: $id, operations: [{op: \"replace\", path: \"/pal_name\", value: \"M\"}]) { palId } }", "pal"),
+    ("mutation($id: ID!) { deletePal(palId: $id) }", "pal"),
+    ("query($id: ID!) { join(id: $id) { status } }", "join"),
+    ("query($id: ID!) { conversation(conversationId: $id) { status } }", "conversation"),
+    ("mutation($id: ID!) { endConversation(conversationId: $id) { status } }", "conversation"),
+    ("query($id: ID!) { transcript(conversationId: $id) { pageInfo { hasNextPage } } }", "conversation"),
+    ("mutation($id: ID!) { deleteFace(faceId: $id) }", "face"),
+    ("mutation($id: ID!) { createConversation(palId: $id, meetingUrl: \"https://meet.google.com/abc-defg-hij\") { status } }", "pal"),
 ]
 
 

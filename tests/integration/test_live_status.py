@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SUB_LIMIT = 4
 ALLOWED_ORIGIN = "http://allowed.example"
 
-PAL_EVENTS = """subscription($palId: String!, $after: Int) { palEvents(palId: $palId, after: $after) {
+PAL_EVENTS = """subscription($palId: ID!, $after: Int) { palEvents(palId: $palId, after: $after) {
   __typename
   ... on PalSnapshot { palId lastEventId upcoming { id status } live { id status } }
   ... on PalEvent { id kind payload joinId } } }"""
-JOIN_STATUS = "subscription($id: Int!) { joinStatus(joinId: $id) { id status reason history { status } } }"
-CONVERSATION_STATUS = """subscription($id: String!) { conversationStatus(conversationId: $id) {
+JOIN_STATUS = "subscription($id: ID!) { joinStatus(joinId: $id) { id status reason history { status } } }"
+CONVERSATION_STATUS = """subscription($id: ID!) { conversationStatus(conversationId: $id) {
   conversationId status joinId } }"""
 
 
@@ -206,22 +206,22 @@ async def test_worker_process_events_reach_subscribers(live_server, api_key):
         await sock.subscribe("join", JOIN_STATUS, id=join_id)
         snapshot = (await sock.data("pal"))["palEvents"]
         assert snapshot["__typename"] == "PalSnapshot"
-        assert snapshot["upcoming"] == [{"id": join_id, "status": "scheduled"}] and snapshot["live"] == []
-        assert (await sock.data("join"))["joinStatus"]["status"] == "scheduled"
+        assert snapshot["upcoming"] == [{"id": str(join_id), "status": "SCHEDULED"}] and snapshot["live"] == []
+        assert (await sock.data("join"))["joinStatus"]["status"] == "SCHEDULED"
 
         await worker_process(status(join_id, "joining"), status(join_id, "waiting_room"), status(join_id, "in_call"),
-                             status(join_id, "left", "meeting ended"),
+                             status(join_id, "left", "meeting_ended"),
                              event(pal, "reply_sent", to="alex@acme.com", key="reply:x"))
         events = await events_until(sock, "pal", 5)
-        assert [e["kind"] for e in events] == ["joining", "waiting_room", "in_call", "left", "reply_sent"]
-        assert [e["joinId"] for e in events] == [join_id] * 4 + [None]
-        assert events[3]["payload"]["reason"] == "meeting ended"
-        ids = [e["id"] for e in events]
+        assert [e["kind"] for e in events] == ["JOINING", "WAITING_ROOM", "IN_CALL", "LEFT", "REPLY_SENT"]
+        assert [e["joinId"] for e in events] == [str(join_id)] * 4 + [None]
+        assert events[3]["payload"]["reason"] == "meeting_ended"  # the payload keeps the stored strings
+        ids = [int(e["id"]) for e in events]
         assert ids == sorted(ids) and len(set(ids)) == 5
         statuses = [(await sock.data("join"))["joinStatus"] for _ in range(4)]
-        assert [s["status"] for s in statuses] == ["joining", "waiting_room", "in_call", "left"]
-        assert statuses[-1]["reason"] == "meeting ended"
-        assert [h["status"] for h in statuses[-1]["history"]] == ["scheduled", "joining", "waiting_room", "in_call", "left"]
+        assert [s["status"] for s in statuses] == ["JOINING", "WAITING_ROOM", "IN_CALL", "LEFT"]
+        assert statuses[-1]["reason"] == "MEETING_ENDED"
+        assert [h["status"] for h in statuses[-1]["history"]] == ["SCHEDULED", "JOINING", "WAITING_ROOM", "IN_CALL", "LEFT"]
         assert await sock.silent("pal")
 
 
@@ -236,11 +236,11 @@ async def test_conversation_status_follows_its_join(live_server, api_key):
     async with gql_socket(live_server, api_key) as sock:
         await sock.subscribe("c", CONVERSATION_STATUS, id="c0123456789a")
         first = (await sock.data("c"))["conversationStatus"]
-        assert first == {"conversationId": "c0123456789a", "status": "scheduled", "joinId": join_id}
+        assert first == {"conversationId": "c0123456789a", "status": "SCHEDULED", "joinId": str(join_id)}
         await worker_process(status(other_join, "cancelled", "not this one"), status(join_id, "joining"),
                              status(join_id, "failed", "meeting_not_found"))
-        assert (await sock.data("c"))["conversationStatus"]["status"] == "joining"
-        assert (await sock.data("c"))["conversationStatus"]["status"] == "failed"
+        assert (await sock.data("c"))["conversationStatus"]["status"] == "JOINING"
+        assert (await sock.data("c"))["conversationStatus"]["status"] == "FAILED"
         assert await sock.silent("c")
 
 
@@ -268,7 +268,7 @@ async def test_other_accounts_pal_join_and_bad_input_are_clear_errors(live_serve
         await sock.subscribe("p", PAL_EVENTS, palId=pal.pal_id)
         await sock.subscribe("j", JOIN_STATUS, id=join_id)
         await sock.subscribe("neg", PAL_EVENTS, palId=pal.pal_id, after=-1)
-        await sock.subscribe("bad", "subscription { palEvents(palId: 7) { __typename } }")
+        await sock.subscribe("bad", "subscription { palEvents(palId: true) { __typename } }")
         for op_id, code in [("p", "NOT_FOUND"), ("j", "NOT_FOUND"), ("neg", "BAD_USER_INPUT"),
                             ("bad", "GRAPHQL_VALIDATION_FAILED")]:
             message = await sock.message(op_id)
@@ -291,8 +291,8 @@ async def test_late_subscriber_gets_current_state(live_server, api_key):
     async with gql_socket(live_server, api_key) as sock:
         await sock.subscribe("pal", PAL_EVENTS, palId=pal.pal_id)
         snapshot = (await sock.data("pal"))["palEvents"]
-    assert snapshot["upcoming"] == [{"id": upcoming, "status": "scheduled"}]
-    assert snapshot["live"] == [{"id": live, "status": "in_call"}]
+    assert snapshot["upcoming"] == [{"id": str(upcoming), "status": "SCHEDULED"}]
+    assert snapshot["live"] == [{"id": str(live), "status": "IN_CALL"}]
     assert snapshot["lastEventId"] is not None
 
 
@@ -306,14 +306,14 @@ async def test_reconnect_with_last_id_gets_what_it_missed(live_server, api_key):
         seen = (await sock.data("pal"))["palEvents"]
     await worker_process(status(join_id, "waiting_room"), status(join_id, "in_call"))  # while disconnected
     async with gql_socket(live_server, api_key) as sock:
-        await sock.subscribe("pal", PAL_EVENTS, palId=pal.pal_id, after=seen["id"])
+        await sock.subscribe("pal", PAL_EVENTS, palId=pal.pal_id, after=int(seen["id"]))
         snapshot = (await sock.data("pal"))["palEvents"]
-        assert snapshot["live"] == [{"id": join_id, "status": "in_call"}]
+        assert snapshot["live"] == [{"id": str(join_id), "status": "IN_CALL"}]
         missed = await events_until(sock, "pal", 2)
-        assert [e["kind"] for e in missed] == ["waiting_room", "in_call"]
-        assert missed[0]["id"] > seen["id"]
+        assert [e["kind"] for e in missed] == ["WAITING_ROOM", "IN_CALL"]
+        assert int(missed[0]["id"]) > int(seen["id"])
         await worker_process(status(join_id, "left"))
-        assert (await sock.data("pal"))["palEvents"]["kind"] == "left"
+        assert (await sock.data("pal"))["palEvents"]["kind"] == "LEFT"
         assert await sock.silent("pal")
 
 
@@ -365,20 +365,21 @@ async def test_redis_reconnect_loses_no_event(live_server, api_key):
         await close_redis()
         await worker_process(event(pal, "reply_failed", reason="relay down"), event(pal, "reply_sent", to="a@b.c"))
         got = await events_until(sock, "pal", 2)
-        assert [e["kind"] for e in got] == ["reply_failed", "reply_sent"]
+        assert [e["kind"] for e in got] == ["REPLY_FAILED", "REPLY_SENT"]
 
 
 async def test_event_log_paging_query(client, api_key):
     pal = await make_pal(api_key, "anna")
     await worker_process(*(event(pal, "reply_sent", n=n) for n in range(5)))
-    query = "query($id: String!, $after: Int, $first: Int!) { pal(palId: $id) { events(after: $after, first: $first) { items { id kind payload } endCursor hasMore } } }"
+    query = ("query($id: ID!, $after: String, $first: Int!) { pal(palId: $id) { events(after: $after, first: $first) "
+             "{ nodes { id kind payload } pageInfo { endCursor hasNextPage } } } }")
     first = (await graphql(client, api_key, query, id=pal.pal_id, first=2))["data"]["pal"]["events"]
-    assert [i["payload"]["n"] for i in first["items"]] == [0, 1] and first["hasMore"]
-    rest = (await graphql(client, api_key, query, id=pal.pal_id, first=10, after=first["endCursor"]))
+    assert [i["payload"]["n"] for i in first["nodes"]] == [0, 1] and first["pageInfo"]["hasNextPage"]
+    rest = (await graphql(client, api_key, query, id=pal.pal_id, first=10, after=first["pageInfo"]["endCursor"]))
     page = rest["data"]["pal"]["events"]
-    assert [i["payload"]["n"] for i in page["items"]] == [2, 3, 4] and not page["hasMore"]
-    assert page["endCursor"] == page["items"][-1]["id"]
+    assert [i["payload"]["n"] for i in page["nodes"]] == [2, 3, 4] and not page["pageInfo"]["hasNextPage"]
+    assert page["pageInfo"]["endCursor"] and page["pageInfo"]["endCursor"] != first["pageInfo"]["endCursor"]
     bad = await graphql(client, api_key, query, id=pal.pal_id, first=0)
     assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "first"}
-    bad = await graphql(client, api_key, query, id=pal.pal_id, first=5, after=-3)
+    bad = await graphql(client, api_key, query, id=pal.pal_id, first=5, after="-3")
     assert bad["errors"][0]["extensions"]["field"] == "after"

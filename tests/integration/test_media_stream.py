@@ -364,14 +364,14 @@ async def test_say_and_chat_need_the_bot_in_the_call_and_bounded_text(client, ap
                               headers={"x-api-key": other_api_key})).status_code == 404
     assert (await client.post(f"/v2/conversations/{cid}/say", json={"text": "hi"})).status_code == 401
 
-    gql_say = await graphql(client, api_key, 'mutation($c: String!) { say(conversationId: $c, text: "hey") '
+    gql_say = await graphql(client, api_key, 'mutation($c: ID!) { say(conversationId: $c, text: "hey") '
                                              '{ conversationId type text } }', c=cid)
     assert gql_say["data"]["say"] == {"conversationId": cid, "type": "say", "text": "hey"}
-    too_long = await graphql(client, api_key, "mutation($c: String!, $t: String!) { sendChat(conversationId: $c, "
+    too_long = await graphql(client, api_key, "mutation($c: ID!, $t: String!) { sendChat(conversationId: $c, "
                                               "text: $t) { text } }", c=cid, t="x" * 2001)
     assert too_long["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     await set_status(conversation["join_id"], "left", now=datetime.now(timezone.utc))
-    gone = await graphql(client, api_key, 'mutation($c: String!) { sendChat(conversationId: $c, text: "x") '
+    gone = await graphql(client, api_key, 'mutation($c: ID!) { sendChat(conversationId: $c, text: "x") '
                                           '{ text } }', c=cid)
     assert gone["errors"][0]["extensions"]["code"] == "CONFLICT"
 
@@ -390,13 +390,26 @@ async def test_transcript_pages_over_rest_and_graphql(client, api_key, other_api
                              headers=headers)).json()
     assert [(e["kind"], e["text"], e["self"]) for e in rest["entries"]] == [
         ("speech", "line 2", False), ("chat", "sent by the PAL", True)]
+    assert rest["next_cursor"] is None
+    # The opaque cursor pages the same way (?limit=&cursor=, as every REST list).
+    by_cursor = (await client.get(f"/v2/conversations/{cid}/transcript",
+                                  params={"limit": 2, "cursor": page["next_cursor"]}, headers=headers)).json()
+    assert [e["text"] for e in by_cursor["entries"]] == ["line 2", "sent by the PAL"]
+    assert by_cursor["has_more"] is False and by_cursor["next_cursor"] is None
+    bad_cursor = await client.get(f"/v2/conversations/{cid}/transcript", params={"cursor": "nope"}, headers=headers)
+    assert bad_cursor.status_code == 400 and bad_cursor.json()["field"] == "cursor"
     assert (await client.get(f"/v2/conversations/{cid}/transcript?first=0", headers=headers)).status_code == 400
     assert (await client.get(f"/v2/conversations/{cid}/transcript",
                              headers={"x-api-key": other_api_key})).status_code == 404
-    got = await graphql(client, api_key, "query($c: String!) { transcript(conversationId: $c) "
-                                         "{ conversationId hasMore entries { kind speaker text at self } } }", c=cid)
-    assert got["data"]["transcript"]["entries"][3] == {"kind": "chat", "speaker": "Anna", "text": "sent by the PAL",
-                                                       "at": "2026-12-01T10:00:05Z", "self": True}
+    query = ("query($c: ID!, $first: Int, $after: String) { transcript(conversationId: $c, first: $first, "
+             "after: $after) { pageInfo { hasNextPage endCursor } nodes { kind speaker text at self } } }")
+    got = await graphql(client, api_key, query, c=cid)
+    assert got["data"]["transcript"]["nodes"][3] == {"kind": "CHAT", "speaker": "Anna", "text": "sent by the PAL",
+                                                     "at": "2026-12-01T10:00:05Z", "self": True}
+    first = (await graphql(client, api_key, query, c=cid, first=3))["data"]["transcript"]
+    assert first["pageInfo"]["hasNextPage"] is True
+    last = (await graphql(client, api_key, query, c=cid, after=first["pageInfo"]["endCursor"]))["data"]["transcript"]
+    assert [e["text"] for e in last["nodes"]] == ["sent by the PAL"] and not last["pageInfo"]["hasNextPage"]
 
 
 async def test_transcript_subscription_sends_stored_lines_then_live_ones(server, api_key, conversation):
@@ -404,11 +417,11 @@ async def test_transcript_subscription_sends_stored_lines_then_live_ones(server,
     relay = relay_for(conversation)
     relay.on_caption(Caption("Alex", "before", True, AT, "l0"))
     await relay.close()
-    query = "subscription($c: String!) { conversationTranscript(conversationId: $c) { id kind speaker text self } }"
+    query = "subscription($c: ID!) { conversationTranscript(conversationId: $c) { id kind speaker text self } }"
     async with gql_socket(server, api_key) as sock:
         await sock.subscribe("t", query, c=cid)
         first = (await sock.data("t"))["conversationTranscript"]
-        assert (first["text"], first["kind"]) == ("before", "speech") and first["id"]
+        assert (first["text"], first["kind"]) == ("before", "SPEECH") and first["id"]
         relay = relay_for(conversation)
         await asyncio.sleep(0.3)  # the subscription is set up before the stored lines are read
         relay.on_caption(Caption("Alex", "partial", False, AT, "l1"))  # not a line yet
@@ -416,8 +429,8 @@ async def test_transcript_subscription_sends_stored_lines_then_live_ones(server,
         relay.on_chat(ChatMessage("Bo", "hi all", AT))
         live = [(await sock.data("t"))["conversationTranscript"] for _ in range(2)]
         await relay.close()
-        assert [(e["text"], e["kind"], e["speaker"]) for e in live] == [("after", "speech", "Alex"),
-                                                                          ("hi all", "chat", "Bo")]
+        assert [(e["text"], e["kind"], e["speaker"]) for e in live] == [("after", "SPEECH", "Alex"),
+                                                                          ("hi all", "CHAT", "Bo")]
         assert await sock.silent("t")
 
 
@@ -436,7 +449,7 @@ async def test_a_claimed_calendar_join_gets_a_conversation(client, api_key, redi
     conversation = (await client.get(f"/v2/conversations/{run.conversation_id}", headers=headers)).json()
     assert (conversation["join_id"], conversation["meeting_url"], conversation["face_id"]) == (
         join_pk, URL, "r90bbd427f71")
-    got = await graphql(client, api_key, "query($id: Int!) { join(id: $id) { conversationId } }", id=join_pk)
+    got = await graphql(client, api_key, "query($id: ID!) { join(id: $id) { conversationId } }", id=join_pk)
     assert got["data"]["join"]["conversationId"] == run.conversation_id
     listed = (await client.get(f"/v2/pals/{pal.pal_id}/joins", headers=headers)).json()["data"]
     assert listed[0]["conversation_id"] == run.conversation_id

@@ -34,9 +34,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[2]
-PAL_EVENTS = """subscription($palId: String!, $after: Int) { palEvents(palId: $palId, after: $after) {
+PAL_EVENTS = """subscription($palId: ID!, $after: Int) { palEvents(palId: $palId, after: $after) {
   __typename ... on PalSnapshot { lastEventId } ... on PalEvent { id kind payload } } }"""
-PALS_QUERY = "{ pals { palId } }"
+PALS_QUERY = "{ pals { nodes { palId } } }"
 TRY_AGAIN_LATER = 1013
 
 
@@ -353,7 +353,7 @@ async def test_postgres_outage_is_a_503_logged_once_and_subscribers_resume(stack
         assert (await sock.data())["palEvents"]["__typename"] == "PalSnapshot"
         await record_events(stack, "reply_sent")
         last = (await sock.data())["palEvents"]
-        assert last["kind"] == "reply_sent"
+        assert last["kind"] == "REPLY_SENT"
 
         stack.pg.stop()
         started = time.monotonic()
@@ -385,11 +385,11 @@ async def test_postgres_outage_is_a_503_logged_once_and_subscribers_resume(stack
 
         # ...reach it when it resubscribes with after = its last event id.
         sock = await wait_until(lambda: accepted_socket(stack, sockets), what="a websocket to be accepted again")
-        await sock.subscribe("pal", PAL_EVENTS, palId=stack.pal_id, after=last["id"])
+        await sock.subscribe("pal", PAL_EVENTS, palId=stack.pal_id, after=int(last["id"]))
         assert (await sock.data())["palEvents"]["__typename"] == "PalSnapshot"
         missed = [(await sock.data())["palEvents"] for _ in range(2)]
-        assert [e["kind"] for e in missed] == ["reply_failed", "reply_sent"]
-        assert missed[0]["id"] > last["id"]
+        assert [e["kind"] for e in missed] == ["REPLY_FAILED", "REPLY_SENT"]
+        assert int(missed[0]["id"]) > int(last["id"])
 
     log = await _log_with(stack, "PostgreSQL recovered after")
     assert "Traceback" not in log, log
@@ -426,13 +426,13 @@ async def test_redis_outage_keeps_what_needs_no_redis_and_subscribers_resume(sta
         stack.redis.start()
 
         sock = await wait_until(lambda: accepted_socket(stack, sockets), what="a websocket to be accepted again")
-        await sock.subscribe("pal", PAL_EVENTS, palId=stack.pal_id, after=last["id"])
+        await sock.subscribe("pal", PAL_EVENTS, palId=stack.pal_id, after=int(last["id"]))
         assert (await sock.data())["palEvents"]["__typename"] == "PalSnapshot"
         missed = [(await sock.data())["palEvents"] for _ in range(2)]  # join_scheduled, reply_failed
-        assert [e["kind"] for e in missed] == ["join_scheduled", "reply_failed"], missed
+        assert [e["kind"] for e in missed] == ["JOIN_SCHEDULED", "REPLY_FAILED"], missed
         # And live events flow again through the new Redis.
         await record_events(stack, "reply_sent")
-        assert (await sock.data())["palEvents"]["kind"] == "reply_sent"
+        assert (await sock.data())["palEvents"]["kind"] == "REPLY_SENT"
 
     log = await _log_with(stack, "Redis recovered after")
     assert "Traceback" not in log, log

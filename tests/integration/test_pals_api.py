@@ -198,7 +198,7 @@ async def test_bad_patches_are_400(client, api_key, ops):
     assert response.status_code == 400, response.text
 
 
-GQL_PAL = """query($id: String!) { pal(palId: $id) { palId palName conferencingEmail layers } }"""
+GQL_PAL = """query($id: ID!) { pal(palId: $id) { palId palName conferencingEmail layers } }"""
 GQL_CREATE = """mutation($input: CreatePalInput!) { createPal(input: $input) { palId conferencingEmail } }"""
 
 
@@ -213,7 +213,7 @@ async def test_graphql_create_query_patch_delete(client, api_key, other_api_key)
     assert rest["conferencing_email"] == "acme-anna@tavusinvite.com"
     got = await graphql(client, api_key, GQL_PAL, id=pal_id)
     assert got["data"]["pal"]["palName"] == "Anna"
-    patched = await graphql(client, api_key, "mutation($id: String!, $ops: JSON!) { patchPal(palId: $id, operations: $ops) { palName } }",
+    patched = await graphql(client, api_key, "mutation($id: ID!, $ops: JSON!) { patchPal(palId: $id, operations: $ops) { palName } }",
                             id=pal_id, ops=[{"op": "replace", "path": "/pal_name", "value": "Ann"}])
     assert patched["data"]["patchPal"]["palName"] == "Ann"
     hidden = await graphql(client, other_api_key, GQL_PAL, id=pal_id)
@@ -222,14 +222,14 @@ async def test_graphql_create_query_patch_delete(client, api_key, other_api_key)
     assert check["data"]["checkUsername"] == {"available": False, "reason": "Username is already taken."}
     faces = await graphql(client, api_key, "query { faces { faceId } }")
     assert FACE in [f["faceId"] for f in faces["data"]["faces"]]
-    deleted = await graphql(client, api_key, 'mutation($id: String!) { deletePal(palId: $id) }', id=pal_id)
+    deleted = await graphql(client, api_key, 'mutation($id: ID!) { deletePal(palId: $id) }', id=pal_id)
     assert deleted["data"]["deletePal"] is True
-    assert (await graphql(client, api_key, "query { pals { palId } }"))["data"]["pals"] == []
+    assert (await graphql(client, api_key, "query { pals { nodes { palId } } }"))["data"]["pals"]["nodes"] == []
 
 
 async def test_graphql_errors_have_codes_and_no_tracebacks(client, api_key):
     # No key: refused before the document is parsed, with a 401 (app/graphql/transport.py).
-    unauth = await client.post("/graphql", json={"query": "query { pals { palId } }"})
+    unauth = await client.post("/graphql", json={"query": "query { pals { nodes { palId } } }"})
     assert unauth.status_code == 401
     assert unauth.json() == {"errors": [{"message": "Missing API key: send it in the x-api-key header.",
                                          "extensions": {"code": "UNAUTHENTICATED"}}]}
@@ -259,18 +259,18 @@ async def test_graphql_logs_client_mistakes_as_one_line_and_faults_with_a_traceb
     caplog.set_level(logging.INFO)
     missing = await graphql(client, api_key, GQL_PAL, id="pnope")
     invalid = await graphql(client, api_key, "query { noSuchField }")
-    unauthenticated = (await client.post("/graphql", json={"query": "query { pals { palId } }"})).json()
+    unauthenticated = (await client.post("/graphql", json={"query": "query { pals { nodes { palId } } }"})).json()
     assert [r["errors"][0]["extensions"]["code"] for r in (missing, invalid, unauthenticated)] == [
         "NOT_FOUND", "GRAPHQL_VALIDATION_FAILED", "UNAUTHENTICATED"]
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert any("NOT_FOUND" in r.getMessage() and "pnope" in r.getMessage() for r in caplog.records)
 
-    async def broken(account_id: int) -> list:
+    async def broken(account_id: int, **_) -> list:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(pal_service, "list_pals", broken)
     caplog.clear()
-    fault = await graphql(client, api_key, "query { pals { palId } }")
+    fault = await graphql(client, api_key, "query { pals { nodes { palId } } }")
     assert fault["errors"][0] == {**fault["errors"][0], "message": "Unexpected error.",
                                   "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -135,7 +135,7 @@ async def test_a_full_pal_greets_answers_stops_when_interrupted_and_writes_notes
         notes = (await http.get(f"/v2/conversations/{cid}/notes")).json()
         transcript = (await http.get(f"/v2/conversations/{cid}/transcript")).json()
         graphql = (await http.post("/graphql", json={"query": """
-            query($id: String!) { conversation(conversationId: $id) { notes { status decisions
+            query($id: ID!) { conversation(conversationId: $id) { notes { status decisions
               actionItems { owner task } } } }""", "variables": {"id": cid}})).json()
 
     far = rec.far_audio
@@ -156,7 +156,7 @@ async def test_a_full_pal_greets_answers_stops_when_interrupted_and_writes_notes
     assert notes["decisions"] == ["Review the budget first."]
     assert notes["action_items"] == [{"owner": "Bob", "task": "book the offsite"}]
     assert graphql["data"]["conversation"]["notes"] == {
-        "status": "ready", "decisions": ["Review the budget first."],
+        "status": "READY", "decisions": ["Review the budget first."],
         "actionItems": [{"owner": "Bob", "task": "book the offsite"}]}, graphql
     print(f"E2E full PAL: question final -> first far-end audio {1000 * (marks['first_audio'] - question_at):.0f} ms; "
           f"Carol's caption -> far end quiet {1000 * (quiet_at - carol_at):.0f} ms; said {said}")

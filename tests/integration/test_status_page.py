@@ -70,7 +70,7 @@ async def wait_for(tab, expression: str, expected: Any, timeout: float = 15) -> 
 
 def joins_of(pal_id: str, kind: str) -> str:
     return (f"[...document.querySelectorAll('#pal-{pal_id} ul.{kind} li[data-join-id]')]"
-            ".map(li => [Number(li.dataset.joinId), li.dataset.status])")
+            ".map(li => [Number(li.dataset.joinId), li.dataset.status])")  # status: the JoinStatus name
 
 
 async def test_status_page_is_served_with_a_strict_csp(live_server):
@@ -96,18 +96,18 @@ async def test_worker_state_change_appears_live(tab, api_key, other_api_key):
     await wait_for(tab, "[...document.querySelectorAll('section.pal h2')].map(h => h.textContent).sort()",
                    ["Anna", "Bert"])
     assert "anna@tavusinvite.com" in await js(tab, f"document.querySelector('#pal-{anna.pal_id} .email').textContent")
-    await wait_for(tab, joins_of(anna.pal_id, "upcoming"), [[join_id, "scheduled"]])
-    await wait_for(tab, joins_of(bert.pal_id, "upcoming"), [[later, "scheduled"]])
+    await wait_for(tab, joins_of(anna.pal_id, "upcoming"), [[join_id, "SCHEDULED"]])
+    await wait_for(tab, joins_of(bert.pal_id, "upcoming"), [[later, "SCHEDULED"]])
     await tab.evaluate("window.__sameDocument = true")
 
     await worker_process(status(join_id, "joining"), status(join_id, "in_call"))
-    await wait_for(tab, joins_of(anna.pal_id, "live"), [[join_id, "in_call"]])
+    await wait_for(tab, joins_of(anna.pal_id, "live"), [[join_id, "IN_CALL"]])
     assert await js(tab, joins_of(anna.pal_id, "upcoming")) == []
     await worker_process(status(join_id, "left"))
     await wait_for(tab, joins_of(anna.pal_id, "live"), [])
     assert await js(tab, "window.__sameDocument === true") is True  # updated in place, never reloaded
     log = await js(tab, f"[...document.querySelectorAll('#pal-{anna.pal_id} ul.log li')].map(li => li.textContent)")
-    assert [line.split(" ")[1] for line in log] == ["left", "in_call", "joining"]
+    assert [line.split(" ")[1] for line in log] == ["LEFT", "IN_CALL", "JOINING"]
 
 
 async def test_wrong_key_is_reported(tab):

@@ -72,9 +72,9 @@ async def test_rotated_key_closes_open_sockets_and_ends_subscriptions(server, ap
 
     # Nothing was created after the rotation, and events no longer reach the old key.
     async with httpx.AsyncClient(base_url=server.base_url) as http:
-        listed = await http.post("/graphql", json={"query": "{ pals { palName } }"}, headers={"x-api-key": new_key})
-        assert sorted(p["palName"] for p in listed.json()["data"]["pals"]) == ["Anna", "Bert"]
-        refused = await http.post("/graphql", json={"query": "{ pals { palName } }"}, headers={"x-api-key": api_key})
+        listed = await http.post("/graphql", json={"query": "{ pals { nodes { palName } } }"}, headers={"x-api-key": new_key})
+        assert sorted(p["palName"] for p in listed.json()["data"]["pals"]["nodes"]) == ["Anna", "Bert"]
+        refused = await http.post("/graphql", json={"query": "{ pals { nodes { palName } } }"}, headers={"x-api-key": api_key})
         assert refused.status_code == 401
 
     # The new key opens a socket; the old one is refused at connection_init.
@@ -82,7 +82,7 @@ async def test_rotated_key_closes_open_sockets_and_ends_subscriptions(server, ap
         await sock.subscribe("pal", PAL_EVENTS, palId=pal.pal_id)
         assert (await sock.data("pal"))["palEvents"]["__typename"] == "PalSnapshot"
         await worker_process(event(pal, "reply_sent", to="a@b.c"))
-        assert (await sock.data("pal"))["palEvents"]["kind"] == "reply_sent"
+        assert (await sock.data("pal"))["palEvents"]["kind"] == "REPLY_SENT"
     async with connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": api_key}}))
         with pytest.raises(ConnectionClosed) as closed:
@@ -98,6 +98,6 @@ async def test_a_valid_key_keeps_its_socket(server, api_key):
         await sock.data("pal")
         await asyncio.sleep(3 * CACHE_SECONDS + 0.5)  # several re-checks
         await worker_process(event(pal, "reply_sent", to="a@b.c"))
-        assert (await sock.data("pal"))["palEvents"]["kind"] == "reply_sent"
-        await sock.subscribe("pals", "{ pals { palId } }")
-        assert (await sock.data("pals"))["pals"] == [{"palId": pal.pal_id}]
+        assert (await sock.data("pal"))["palEvents"]["kind"] == "REPLY_SENT"
+        await sock.subscribe("pals", "{ pals { nodes { palId } } }")
+        assert (await sock.data("pals"))["pals"]["nodes"] == [{"palId": pal.pal_id}]

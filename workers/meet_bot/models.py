@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from app.domain.face_media import FaceMedia  # defined app-side (app/media makes it too); re-exported
+from app.domain.join_state import BotFailReason, LeftReason
 
 __all__ = ["BotResult", "BotSettings", "FaceMedia", "FAILED_REASONS", "LEFT_REASONS", "parse_browser_args", "utcnow"]
 
 # Final reasons, grouped by status (the caller stores them verbatim).
-LEFT_REASONS = frozenset({"meeting_ended", "removed", "everyone_left", "end_time_reached", "stopped"})
-FAILED_REASONS = frozenset({
-    "denied", "no_response", "blocked", "invalid_meeting", "waiting_room_timeout",
-    "browser_crash", "join_button_not_found", "sign_in_required", "meeting_unreachable",
-})
+# Defined with the rest of the join's life (app/domain/join_state.py), so the APIs' enums know them.
+LEFT_REASONS = frozenset(str(r) for r in LeftReason)
+FAILED_REASONS = frozenset(str(r) for r in BotFailReason)
 
 
 @dataclass(frozen=True)

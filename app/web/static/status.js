@@ -3,9 +3,12 @@
 // palEvents subscription (graphql-transport-ws). No build step, no libraries.
 
 const MAX_SUBS = Number(document.querySelector('meta[name="max-subscriptions"]').content) || 20;
-const LIVE = ["dispatching", "joining", "waiting_room", "in_call"];
-const JOIN = "id status reason meetingUrl startAt joinAt";
-const SUBSCRIPTION = `subscription($palId: String!, $after: Int) { palEvents(palId: $palId, after: $after) {
+// Statuses and event kinds are GraphQL enums: they arrive as names (IN_CALL, JOIN_SCHEDULED).
+const LIVE = ["DISPATCHING", "JOINING", "WAITING_ROOM", "IN_CALL"];
+const JOIN = "id status reason reasonDetail meetingUrl startAt joinAt";
+const PALS = `query($after: String) { pals(first: 200, after: $after) {
+  nodes { palId palName conferencingEmail } pageInfo { endCursor hasNextPage } } }`;
+const SUBSCRIPTION = `subscription($palId: ID!, $after: Int) { palEvents(palId: $palId, after: $after) {
   __typename
   ... on PalSnapshot { lastEventId upcoming { ${JOIN} } live { ${JOIN} } }
   ... on PalEvent { id kind payload createdAt joinId } } }`;
@@ -18,10 +21,10 @@ function setConnection(state, text) {
   el.textContent = text;
 }
 
-async function query(key, text) {
+async function query(key, text, variables = {}) {
   const response = await fetch("/graphql", {
     method: "POST", headers: {"content-type": "application/json", "x-api-key": key},
-    body: JSON.stringify({query: text}),
+    body: JSON.stringify({query: text, variables}),
   });
   const body = await response.json();
   if (body.errors) throw new Error(body.errors[0].message);
@@ -70,7 +73,7 @@ function onItem(palId, item) {
     entry.joins = new Map([...item.upcoming, ...item.live].map((j) => [j.id, j]));
     if (entry.lastId === null) entry.lastId = item.lastEventId;
   } else {
-    entry.lastId = Math.max(entry.lastId ?? 0, item.id);
+    entry.lastId = Math.max(entry.lastId ?? 0, Number(item.id));
     entry.log = [`${item.createdAt} ${item.kind}`, ...entry.log].slice(0, 5);
     if (item.joinId !== null) applyJoinEvent(entry.joins, item);
   }
@@ -80,9 +83,10 @@ function onItem(palId, item) {
 function applyJoinEvent(joins, event) {
   const p = event.payload;
   const join = joins.get(event.joinId) || {id: event.joinId, reason: null};
-  const status = {join_scheduled: "scheduled", join_rescheduled: "scheduled", join_cancelled: "cancelled"}[event.kind];
-  join.status = status || p.status || event.kind;
-  join.reason = p.reason ?? null;
+  const status = {JOIN_SCHEDULED: "SCHEDULED", JOIN_RESCHEDULED: "SCHEDULED", JOIN_CANCELLED: "CANCELLED"}[event.kind];
+  // The payload keeps the stored strings (in_call); the enums are their upper-case names.
+  join.status = status || (p.status ? p.status.toUpperCase() : event.kind);
+  join.reasonDetail = p.reason ?? null;
   for (const [from, to] of [["meeting_url", "meetingUrl"], ["start_at", "startAt"], ["join_at", "joinAt"]]) {
     if (p[from]) join[to] = p[from];
   }
@@ -100,8 +104,8 @@ function joinList(joins, empty) {
   const list = el("ul", {});
   if (!joins.length) list.append(el("li", {className: "empty"}, empty));
   for (const j of joins) {
-    const item = el("li", {}, el("span", {className: "status"}, j.status), ` ${j.startAt || ""} ${j.meetingUrl || ""}`,
-      j.reason ? ` (${j.reason})` : "");
+    const item = el("li", {}, el("span", {className: "status"}, j.status.toLowerCase().replaceAll("_", " ")),
+      ` ${j.startAt || ""} ${j.meetingUrl || ""}`, j.reasonDetail ? ` (${j.reasonDetail})` : "");
     item.dataset.joinId = j.id;
     item.dataset.status = j.status;
     list.append(item);
@@ -112,7 +116,7 @@ function joinList(joins, empty) {
 function render(palId) {
   const {pal, joins, log} = pals.get(palId);
   const all = [...joins.values()].sort((a, b) => (a.joinAt || "").localeCompare(b.joinAt || ""));
-  const upcoming = joinList(all.filter((j) => j.status === "scheduled"), "none");
+  const upcoming = joinList(all.filter((j) => j.status === "SCHEDULED"), "none");
   const live = joinList(all.filter((j) => LIVE.includes(j.status)), "none");
   upcoming.className = "upcoming";
   live.className = "live";
@@ -139,13 +143,18 @@ document.getElementById("login").addEventListener("submit", async (event) => {
   const main = document.getElementById("pals");
   main.replaceChildren();
   try {
-    const data = await query(key, "{ pals { palId palName conferencingEmail } }");
-    for (const pal of data.pals) {
+    const all = [];
+    for (let after = null, more = true; more;) {  // every page of the account's PALs
+      const page = (await query(key, PALS, {after})).pals;
+      all.push(...page.nodes);
+      ({endCursor: after, hasNextPage: more} = page.pageInfo);
+    }
+    for (const pal of all) {
       pals.set(pal.palId, {pal, joins: new Map(), lastId: null, log: []});
       main.append(el("section", {className: "pal", id: `pal-${pal.palId}`}));
       render(pal.palId);
     }
-    if (!data.pals.length) { setConnection("live", "This account has no PALs."); return; }
+    if (!all.length) { setConnection("live", "This account has no PALs."); return; }
     const ids = [...pals.keys()];
     for (let i = 0; i < ids.length; i += MAX_SUBS) sockets.push(liveConnection(key, ids.slice(i, i + MAX_SUBS)));
   } catch (error) {
