@@ -19,6 +19,7 @@ from typing import Any
 
 from arq import Retry
 
+from app import metrics
 from app.clock import utcnow
 from app.config import get_settings
 from app.domain.join_state import FailReason, JoinStatus
@@ -33,6 +34,7 @@ from workers.meet_bot.pcm import split_pcm, wav_to_pcm
 log = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 BUSY_RETRY_SECONDS = 3
+ASKED_TO_JOIN = (JoinStatus.WAITING_ROOM, JoinStatus.IN_CALL)
 
 
 # --- the media bridge: the bot's channels <-> Redis (app/services/media_relay.py) ------------------
@@ -131,9 +133,13 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
         agent.start()
 
     greeting: list[asyncio.Task[None]] = []
+    asked: list[bool] = []
 
     async def on_status(status: str, reason: str | None) -> None:
         await bot_runs.record_status(run, status, reason, now=clock())
+        if status in ASKED_TO_JOIN and not asked:  # the waiting room, or straight in: once per run
+            asked.append(True)
+            metrics.observe_join_ask_delay(run.join_at, clock())
         if relay is not None:
             relay.on_status(status, reason)
         if status == JoinStatus.IN_CALL and "channels" in extra and not greeting:
