@@ -49,7 +49,7 @@ REPLY_RESULTS = frozenset({"sent", "failed", "gave_up"})
 WEBHOOK_RESULTS = frozenset({"delivered", "failed", "timeout", "refused", "gave_up"})
 JOIN_STATUSES = frozenset(str(s) for s in JoinStatus)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-GRAPHQL_OPERATION_TYPES = frozenset({"query", "mutation", "subscription"})
+GRAPHQL_OPERATION_TYPES = frozenset({"query", "mutation", "subscription", "unknown"})
 # The reasons the service itself writes; a worker adds its bots' (allow_join_reasons).
 _join_reasons: set[str] = {str(r) for enum in (CancelReason, FailReason, RequeueReason, NotPlannedReason)
                            for r in enum}

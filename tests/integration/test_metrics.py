@@ -157,6 +157,8 @@ async def test_graphql_and_http_latency_by_operation_type_and_route_template(cli
     assert "errors" not in ok
     failed = await graphql(client, api_key, 'mutation { deletePal(palId: "pnope") }')
     assert failed["errors"]
+    broken = await client.post("/graphql", json={"query": "{ pals { "}, headers={"x-api-key": api_key})
+    assert broken.status_code == 200 and broken.json()["errors"]
     unauthenticated = await client.post("/graphql", json={"query": "{ pals { palId } }"})
     assert unauthenticated.status_code == 401
     assert (await client.get("/v2/pals/psecret123", headers={"x-api-key": api_key})).status_code == 404
@@ -166,9 +168,10 @@ async def test_graphql_and_http_latency_by_operation_type_and_route_template(cli
     count = "pal_graphql_request_duration_seconds_count"
     assert after.delta(before, count, operation_type="query", result="ok") == 1
     assert after.delta(before, count, operation_type="mutation", result="error") == 1
+    assert after.delta(before, count, operation_type="unknown", result="error") == 1  # did not parse
     assert after.value("pal_graphql_request_duration_seconds_sum", operation_type="query", result="ok") > 0
     http = "pal_http_request_duration_seconds_count"
-    assert after.delta(before, http, method="POST", route="/graphql", status="200") == 2
+    assert after.delta(before, http, method="POST", route="/graphql", status="200") == 3
     assert after.delta(before, http, method="POST", route="/graphql", status="401") == 1
     assert after.delta(before, http, method="GET", route="/v2/pals/{pal_id}", status="404") == 1
     assert after.delta(before, http, method="GET", route="unmatched", status="404") == 1
