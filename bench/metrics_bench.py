@@ -7,12 +7,13 @@ process, as shipped and with both taken out (the handler unwrapped, the extensio
 of the schema's list), and sends the same requests to each through httpx's ASGI transport
 (no sockets: a network round trip's noise would hide microseconds), against the bench
 PostgreSQL. Per request it measures this process's CPU time and the wall latency; rounds
-alternate the two apps and the median round is reported. It also times the pieces alone
+alternate the two apps (each target runs in both modes back to back), and the report gives the
+median round and the median of the per-round differences. It also times the pieces alone
 (one observation, one render of the registry) and a whole GET /metrics (with its PostgreSQL
 and Redis reads).
 
-    .venv/bin/python bench/metrics_bench.py            # 7 rounds x 2000 requests per target and mode
-    .venv/bin/python bench/metrics_bench.py --quick    # 3 rounds x 500
+    .venv/bin/python bench/metrics_bench.py            # 24 rounds x 500 requests per target and mode (~3 min)
+    .venv/bin/python bench/metrics_bench.py --quick    # 6 rounds x 300
 
 Environment: BENCH_DATABASE_URL / BENCH_REDIS_URL as for every bench (loopback only).
 """
@@ -20,6 +21,7 @@ Environment: BENCH_DATABASE_URL / BENCH_REDIS_URL as for every bench (loopback o
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -75,10 +77,13 @@ async def amain(args: argparse.Namespace) -> None:
     targets = {
         "GET /healthz": lambda c: c.get("/healthz"),
         "REST GET /v2/pals/{id}": lambda c: c.get(f"/v2/pals/{pal['pal_id']}", headers=headers),
+        # No database behind it (the key is cached): the GraphQL pipeline's own cost, less noisy.
+        "GraphQL { __typename }": lambda c: c.post("/graphql", headers=headers, json={"query": "{ __typename }"}),
         "GraphQL pal(palId)": lambda c: c.post("/graphql", headers=headers,
                                                json={"query": GRAPHQL, "variables": {"id": pal["pal_id"]}}),
     }
     modes = {"instrumented": (shipped, with_ext), "bare": (bare, without_ext)}
+    gc.freeze()  # as the API's lifespan does: startup objects out of the collector's view
     results: dict[tuple[str, str], list[tuple[float, list[float]]]] = {}
     clients = {mode: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
                for mode, (app, _) in modes.items()}
@@ -100,6 +105,17 @@ async def amain(args: argparse.Namespace) -> None:
             scrape_walls.append((time.perf_counter() - started) * 1e3)
             assert response.status_code == 200
         scrape_bytes = len(response.content)
+        # The extension alone: the schema executing a document without HTTP, auth or database.
+        extension_deltas = []
+        for n in range(20):
+            cpu = {}
+            for mode in (("with", "without") if n % 2 == 0 else ("without", "with")):
+                schema.extensions = with_ext if mode == "with" else without_ext
+                started = time.process_time()
+                for _ in range(1000):
+                    await schema.execute("{ __typename }")
+                cpu[mode] = (time.process_time() - started) * 1e3  # ms per 1000 = µs per operation
+            extension_deltas.append(cpu["with"] - cpu["without"])
     finally:
         schema.extensions = with_ext
         for client in clients.values():
@@ -109,6 +125,13 @@ async def amain(args: argparse.Namespace) -> None:
     observe_us = min(timeit.repeat(lambda: metrics.observe_http("GET", "/v2/pals/{pal_id}", 200, 0.001),
                                    number=20000, repeat=5)) / 20000 * 1e6
     render_ms = min(timeit.repeat(metrics.render, number=50, repeat=3)) / 50 * 1e3
+
+    def paired_delta(name: str) -> tuple[float, float, float]:
+        """Median and quartiles of (instrumented - bare) CPU per request, round by round:
+        the two modes of a round ran back to back, so drift in the machine's load cancels."""
+        deltas = sorted(on[0] - off[0] for on, off in zip(results[(name, "instrumented")], results[(name, "bare")]))
+        quartiles = statistics.quantiles(deltas, n=4) if len(deltas) > 1 else [deltas[0]] * 3
+        return statistics.median(deltas), quartiles[0], quartiles[2]
 
     def median_round(name: str, mode: str) -> tuple[float, float, float]:
         rounds = results[(name, mode)]
@@ -120,17 +143,21 @@ async def amain(args: argparse.Namespace) -> None:
     rows = []
     for name in targets:
         on, off = median_round(name, "instrumented"), median_round(name, "bare")
-        rows.append([name, f"{off[0]:.0f}", f"{on[0]:.0f}", f"{on[0] - off[0]:+.0f}",
-                     f"{(on[0] - off[0]) / off[0] * 100:+.1f}%", f"{off[1]:.0f} / {on[1]:.0f}",
+        delta, q1, q3 = paired_delta(name)
+        rows.append([name, f"{off[0]:.0f}", f"{on[0]:.0f}", f"{delta:+.0f} ({q1:+.0f} … {q3:+.0f})",
+                     f"{delta / off[0] * 100:+.1f}%", f"{off[1]:.0f} / {on[1]:.0f}",
                      f"{off[2]:.0f} / {on[2]:.0f}"])
     print(f"\n{C.today()} — {C.machine()}")
     print(f"{args.rounds} rounds × {args.count} sequential requests per target and mode, "
           "in process (httpx ASGI transport), median round\n")
-    print(C.md_table(["request", "CPU µs/req bare", "instrumented", "Δ µs", "Δ", "wall p50 µs bare / instr.",
+    print(C.md_table(["request", "CPU µs/req bare", "instrumented", "Δ µs, paired (quartiles)", "Δ",
+                      "wall p50 µs bare / instr.",
                       "wall p99 µs bare / instr."], rows))
     print()
     print(C.md_table(["piece", "cost"], [
         ["one histogram observation (observe_http)", f"{observe_us:.2f} µs"],
+        ["the GraphQL extension, per operation (schema.execute, paired median of 20 × 1000)",
+         f"{statistics.median(extension_deltas):+.1f} µs"],
         ["render the registry (generate_latest)", f"{render_ms:.2f} ms, {scrape_bytes:,} bytes"],
         ["GET /metrics, PostgreSQL and Redis reads included (p50 / max of 50)",
          f"{statistics.median(scrape_walls):.2f} / {max(scrape_walls):.2f} ms"],
@@ -140,11 +167,11 @@ async def amain(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=24)
+    parser.add_argument("--count", type=int, default=500)
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.count = 3, 500
+        args.rounds, args.count = 6, 300
     C.run_bench(amain, args)
 
 
