@@ -26,6 +26,7 @@ from app.rest.inbound import InboundEmailController
 from app.rest.limits import JsonLimitsMiddleware
 from app.rest.meetings import JoinController, PalActivityController
 from app.rest.openapi import openapi_config
+from app.rest import ops
 from app.rest.pals import FaceController, PalController
 from app.rest.stream import conversation_stream
 from app.web import status as status_page
@@ -84,11 +85,11 @@ async def lifespan(_: Litestar) -> AsyncIterator[None]:
 def create_app(*, manage_pool: bool = True) -> Litestar:
     """Build the app. Tests that already hold a pool pass manage_pool=False."""
     settings = get_settings()
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             PalController, FaceController, PalActivityController, JoinController, InboundEmailController,
             ConversationController, conversation_stream,
-            graphql_controller(), healthz, *status_page.route_handlers,
+            graphql_controller(), healthz, *status_page.route_handlers, *ops.route_handlers,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[channels_plugin()],
@@ -97,3 +98,6 @@ def create_app(*, manage_pool: bool = True) -> Litestar:
         middleware=[JsonLimitsMiddleware()],  # JSON nesting bounded before parsing (app/rest/limits.py)
         openapi_config=openapi_config(),  # app/rest/openapi.py
     )
+    # Every HTTP request timed by route template (404s too): wraps what Litestar routes through.
+    app.asgi_handler = ops.HttpMetrics(app.asgi_handler)
+    return app

@@ -210,6 +210,15 @@ class Settings:
     # generated once into .data/secret.key (fine for one machine; set it when processes do not
     # share a disk). Changing it makes the stored keys unreadable (they are then treated as unset).
     secret_key: str = field(default_factory=lambda: os.environ.get("SECRET_KEY", ""), repr=False)
+    # Metrics (docs/operations.md): the API serves GET /metrics on its own port; the worker and
+    # the SMTP server on these ports (0: not served). With METRICS_TOKEN set, every /metrics
+    # wants `Authorization: Bearer <token>`; it is kept out of repr() like the LLM key.
+    metrics_host: str = field(default_factory=lambda: os.environ.get("METRICS_HOST", "127.0.0.1"))
+    worker_metrics_port: int = field(default_factory=lambda: _int("WORKER_METRICS_PORT", 9101))
+    smtp_metrics_port: int = field(default_factory=lambda: _int("SMTP_METRICS_PORT", 9102))
+    metrics_token: str = field(default_factory=lambda: os.environ.get("METRICS_TOKEN", ""), repr=False)
+    # GET /readyz: how long PostgreSQL and Redis each have to answer before it says 503.
+    ready_timeout: float = field(default_factory=lambda: _float("READY_TIMEOUT_SECONDS", 2))
 
     @property
     def default_llm_base_url(self) -> str | None:

@@ -7,9 +7,10 @@ import logging
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from app import db
+from app import db, metrics
 from app.clock import utcnow
 from app.config import get_settings
+from app.metrics_server import serve_process_metrics
 from app.services.inbound import store_message
 from app.services.invites import announce_sender_auth_mode
 from app.services.pals import find_pal_by_address
@@ -29,15 +30,19 @@ class InboundHandler:
         if address.strip().lower() in (a.lower() for a in envelope.rcpt_tos):
             return "250 OK"  # already a recipient of this message: not again
         if len(envelope.rcpt_tos) >= get_settings().smtp_max_recipients:
+            metrics.count_smtp_recipient("too_many")
             return "452 4.5.3 Too many recipients"
         try:
             pal = await find_pal_by_address(address)
         except Exception:
             log.exception("recipient lookup failed for %s", address)
+            metrics.count_smtp_recipient("error")
             return "451 4.3.0 Temporary failure, try again later"
         if pal is None:
+            metrics.count_smtp_recipient("unknown")
             return "550 5.1.1 No such mailbox here"
         envelope.rcpt_tos.append(address)
+        metrics.count_smtp_recipient("accepted")
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -72,8 +77,11 @@ async def serve_forever() -> None:
     server = await start_smtp_server()
     log.info("SMTP listening on %s:%s for *@%s", settings.smtp_host, settings.smtp_port, settings.email_domain)
     announce_sender_auth_mode()
+    exporter = await serve_process_metrics("smtp", settings.smtp_metrics_port)
     try:
         async with server:
             await server.serve_forever()
     finally:
+        if exporter is not None:
+            await exporter.close()
         await db.close_pool()

@@ -20,6 +20,7 @@ from typing import Any
 
 from arq import Retry
 
+from app import metrics
 from app.clock import utcnow
 from app.config import get_settings
 from app.domain.join_state import FailReason, JoinStatus
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 BUSY_RETRY_SECONDS = 3
 COMMAND_QUEUE_SIZE = 1000  # commands waiting for the bot (voice frames, say, chat, clear)
+ASKED_TO_JOIN = (JoinStatus.WAITING_ROOM, JoinStatus.IN_CALL)
 
 
 # --- the media bridge: the bot's channels <-> Redis (app/services/media_relay.py) ------------------
@@ -240,9 +242,13 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
         agent.start()
 
     greeting: list[asyncio.Task[None]] = []
+    asked: list[bool] = []
 
     async def on_status(status: str, reason: str | None) -> None:
         await bot_runs.record_status(run, status, reason, now=clock())
+        if status in ASKED_TO_JOIN and not asked:  # the waiting room, or straight in: once per run
+            asked.append(True)
+            metrics.observe_join_ask_delay(run.join_at, clock())
         if relay is not None:
             relay.on_status(status, reason)
         if status == JoinStatus.IN_CALL and participant is not None:

@@ -7,15 +7,17 @@ from typing import Any
 
 from arq import cron, func
 
-from app import db
+from app import db, metrics
 from app.config import get_settings
 from app.keys import JOB_FLUSH_OUTBOX, JOB_INGEST_MESSAGE, JOB_RUN_JOIN
+from app.metrics_server import serve_process_metrics
 from app.queue import redis_settings
 from app.redis_client import close_redis
 from app.services.bot_runs import RECOVER_EVERY_SECONDS
 from app.services.invites import announce_sender_auth_mode
 from workers.joins import run_join
 from workers.mail import flush_outbox, ingest_message, requeue_messages
+from workers.meet_bot.models import FAILED_REASONS, LEFT_REASONS
 from workers.meet_bot.procs import _stat, descendants, kill_all, pids_with_arg
 from workers.meet_bot.slots import BotSlots
 from workers.scheduler import reconcile_joins, recover_bots
@@ -26,6 +28,8 @@ EVERY_MINUTE = set(range(60))
 # PAL back (app/services/bot_runs.py, bench/rejoin_bench.py).
 RECOVER_SECONDS = set(range(0, 60, RECOVER_EVERY_SECONDS))
 MAX_MEETING_SECONDS = 6 * 3600
+# The bots' own join reasons are a closed set too: label values of pal_joins_total.
+metrics.allow_join_reasons(LEFT_REASONS | FAILED_REASONS)
 
 
 def orphaned_bot_pids() -> list[int]:
@@ -45,10 +49,15 @@ async def startup(ctx: dict[str, Any]) -> None:
         kill_all(ghosts)
     await db.open_pool()
     announce_sender_auth_mode()
-    ctx["bot_slots"] = BotSlots(get_settings().max_bots)
+    slots = ctx["bot_slots"] = BotSlots(get_settings().max_bots)
+    metrics.BOTS_RUNNING.set_function(lambda: slots.in_use)
+    metrics.BOT_SLOTS.set(slots.max_bots)
+    ctx["metrics_server"] = await serve_process_metrics("worker", get_settings().worker_metrics_port)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if ctx.get("metrics_server") is not None:
+        await ctx["metrics_server"].close()
     await db.close_pool()
     await close_redis()
 

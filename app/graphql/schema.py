@@ -9,6 +9,7 @@ from app.graphql import pals as pal_api
 from app.graphql.errors import AppSchema, DomainErrors
 from app.graphql.limits import limit_extensions
 from app.graphql.paging import Connection
+from app.graphql.metrics import GraphQLMetrics
 from app.graphql.subscriptions import Subscription
 
 
@@ -38,6 +39,7 @@ class Mutation:
 
 
 schema = AppSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[
+        GraphQLMetrics,  # first: times the whole operation, limits included (app/graphql/metrics.py)
         DomainErrors,
         # Bounded parsing, then aliases/depth/cost before validation (app/graphql/limits.py).
         # Both keep Strawberry's parser and validation caches: graphql-core's validation was

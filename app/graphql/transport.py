@@ -42,7 +42,7 @@ from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types.unset import UNSET
 
-from app import outages
+from app import metrics, outages
 from app.config import get_settings
 from app.domain.errors import Unauthenticated
 from app.services.accounts import authenticate_until
@@ -124,6 +124,9 @@ def _close_sockets(dependency: str) -> None:
 
 
 outages.on_outage(_close_sockets)
+# Read at scrape time (app/metrics.py): nothing to keep in step on the hot path.
+metrics.WEBSOCKETS_OPEN.set_function(lambda: len(_SOCKETS))
+metrics.SUBSCRIPTIONS_OPEN.set_function(lambda: sum(len(handler.operations) for handler in list(_SOCKETS)))
 
 
 def _too_big(text: str, limit: int) -> bool:

@@ -109,6 +109,8 @@ class BotRun:
     # The run's conversation (media bridge: transcript, stream channels); every claimed join has one.
     conversation_pk: int | None = None
     conversation_id: str | None = None
+    # When the join was due (its bot's ask-to-join delay is measured from it: app/metrics.py).
+    join_at: datetime | None = None
 
 
 def _lease_ms() -> int:
@@ -187,6 +189,7 @@ async def _bot_run(claimed: dict[str, Any], token: str) -> BotRun:
         platform=str(link.platform if link else Platform.OTHER), end_at=end_at,
         leave_at=end_at + get_settings().end_grace if end_at else None,
         conversation_pk=conversation["id"], conversation_id=conversation["conversation_id"],
+        join_at=claimed["join_at"],
     )
 
 

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 
+from app import metrics
 from app.config import get_settings
 from app.domain.mime import storable
 from app.keys import JOB_INGEST_MESSAGE, ingest_job_id
@@ -43,6 +44,7 @@ async def store_message(raw: bytes, *, envelope_from: str, recipients: list[str]
         recipients=[storable(r) for r in recipients], message_id=_message_id(raw), raw=raw, status="pending",
     )).returning(InboundMessage.id)
     message_pk = rows[0]["id"]
+    metrics.count_inbound_message(source)
     log.info("stored %s message %s from %s for %s (%d bytes)", source, message_pk, envelope_from, recipients, len(raw))
     await enqueue(JOB_INGEST_MESSAGE, message_pk, job_id=ingest_job_id(message_pk))
     return message_pk

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import asyncpg
 import dns.resolver
 
+from app import metrics
 from app.config import get_settings
 from app.domain.allowlist import is_allowed
 from app.domain.calendar_state import ApplyResult, Outcome, StoredEvent, apply_message
@@ -119,11 +120,13 @@ async def process_inbound(message_pk: int, *, now: datetime, dnsfunc: DnsFunc | 
             await record_error(message_pk, error)
             raise  # arq logs it; the requeue cron hands the message out again
         await end_failed(message_pk, reason=MAX_ATTEMPTS_REACHED, now=now, last_error=error)
+        metrics.count_invites({"failed": MAX_ATTEMPTS_REACHED})
         log.error("message %s (%s): failed (%s) after %d attempts, not retried: %s", message_pk,
                   row["message_id"], MAX_ATTEMPTS_REACHED, attempt, error, exc_info=exc)
         return {"failed": MAX_ATTEMPTS_REACHED, "error": error}
     if reached == 0:  # every recipient PAL was deleted before or during ingestion: nothing to retry
         await end_failed(message_pk, reason=RECIPIENTS_GONE, now=now, result=result)
+        metrics.count_invites(result)
         log.warning("message %s (%s): failed (%s), no recipient PAL exists any more: %s", message_pk,
                     row["message_id"], RECIPIENTS_GONE, [o["recipient"] for o in result.get("outcomes", [])])
         return result
@@ -131,6 +134,7 @@ async def process_inbound(message_pk: int, *, now: datetime, dnsfunc: DnsFunc | 
     await InboundMessage.update({
         InboundMessage.status: "processed", InboundMessage.processed_at: now, InboundMessage.result: result,
     }).where(InboundMessage.id == message_pk)
+    metrics.count_invites(result)
     return result
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from app import metrics
 from app.config import get_settings
 from app.domain.calendar_state import StoredEvent
 from app.domain.errors import NotFound
@@ -116,6 +117,7 @@ async def set_status(join_pk: int, status: str, reason: str | None = None, *, no
     if not rows:
         return None
     row = rows[0]
+    metrics.count_join(status, reason)
     await JoinStatusChange.insert(JoinStatusChange(join=join_pk, status=str(status), reason=reason, at=now))
     await record_event(row["pal"], event_kind_for(status),
                        {"join_id": join_pk, "status": str(status), "reason": reason,
@@ -193,6 +195,7 @@ async def create_join(pal_pk: int, plan: PlannedJoin, now: datetime, *, event_pk
     except asyncpg.UniqueViolationError:
         return None  # a concurrent re-plan already scheduled this occurrence
     row = rows[0]
+    metrics.count_join(JoinStatus.SCHEDULED, None)
     await JoinStatusChange.insert(JoinStatusChange(join=row["id"], status=str(JoinStatus.SCHEDULED), at=now))
     await record_event(pal_pk, EventKind.JOIN_SCHEDULED, {
         "join_id": row["id"], "join_at": iso_z(row["join_at"]), "start_at": iso_z(row["start_at"]),

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import aiosmtplib
 
+from app import metrics
 from app.config import get_settings
 from app.services.events import record_event
 from app.tables import OutboundEmail
@@ -98,6 +99,7 @@ async def send_due(now: datetime, limit: int = 50) -> int:
                     OutboundEmail.next_attempt_at: now + backoff(attempts),
                 }
             ).where(OutboundEmail.id == row["id"])
+            metrics.count_reply("gave_up" if failed else "failed")
             log.warning("reply %s to %s failed (attempt %s): %s", row["id"], row["rcpt_to"], attempts, exc)
             if row["pal"]:
                 await record_event(row["pal"], "reply_failed", {
@@ -109,6 +111,7 @@ async def send_due(now: datetime, limit: int = 50) -> int:
              OutboundEmail.last_error: None}
         ).where(OutboundEmail.id == row["id"])
         sent += 1
+        metrics.count_reply("sent")
         if row["pal"]:
             await record_event(row["pal"], "reply_sent", {"to": row["rcpt_to"], "key": row["dedupe_key"]})
     return sent

@@ -330,6 +330,14 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert "Traceback" not in response.text
 
 
+async def assert_not_ready(http: httpx.AsyncClient, down: str) -> None:
+    """GET /readyz is 503 naming `down` (and only it), while /healthz, the liveness probe, is 200."""
+    ready = await http.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    assert {name for name, result in ready.json()["checks"].items() if result != "ok"} == {down}, ready.text
+    assert (await http.get("/healthz")).status_code == 200
+
+
 async def both_up(stack: Stack) -> None:
     """Each test starts with both servers up and the API answering, whatever the last one left."""
     if not stack.pg.running():
@@ -376,9 +384,11 @@ async def test_postgres_outage_is_a_503_logged_once_and_subscribers_resume(stack
             assert [e["extensions"]["code"] for e in gql.json()["errors"]] == ["SERVICE_UNAVAILABLE"]
         # A new socket is refused the same way until PostgreSQL is back.
         assert await refused_while_down(stack) == TRY_AGAIN_LATER
+        await assert_not_ready(http, "postgresql")
 
         stack.pg.start()
         await wait_until(lambda: _status_is(http, "/v2/pals", 200), what="REST to answer 200 again")
+        await wait_until(lambda: _status_is(http, "/readyz", 200), what="/readyz to answer 200 again")
         assert (await http.post("/graphql", json={"query": PALS_QUERY})).status_code == 200
         # Events recorded while the subscriber was away...
         await record_events(stack, "reply_failed", "reply_sent")
@@ -422,8 +432,10 @@ async def test_redis_outage_keeps_what_needs_no_redis_and_subscribers_resume(sta
         # Events recorded during the outage are in PostgreSQL, not pushed.
         await record_events(stack, "reply_failed")
         assert await refused_while_down(stack) == TRY_AGAIN_LATER
+        await assert_not_ready(http, "redis")
 
         stack.redis.start()
+        await wait_until(lambda: _status_is(http, "/readyz", 200), what="/readyz to answer 200 again")
 
         sock = await wait_until(lambda: accepted_socket(stack, sockets), what="a websocket to be accepted again")
         await sock.subscribe("pal", PAL_EVENTS, palId=stack.pal_id, after=int(last["id"]))

@@ -1,0 +1,31 @@
+"""Times each GraphQL query and mutation for pal_graphql_request_duration_seconds (app/metrics.py).
+
+A schema extension, so HTTP and websocket operations alike are timed from parsing to the
+result. Subscriptions are not: they last as long as the client listens, and are counted
+open instead (pal_graphql_subscriptions_open, app/graphql/transport.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from strawberry.extensions import SchemaExtension
+
+from app import metrics
+
+
+class GraphQLMetrics(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context
+        try:
+            operation_type = context.operation_type.value
+        except Exception:  # the document did not parse, or names no operation
+            operation_type = "unknown"
+        if operation_type == "subscription":
+            return
+        result = context.result
+        ok = not context.pre_execution_errors and not (result is not None and result.errors)
+        metrics.observe_graphql(operation_type, ok, time.perf_counter() - started)
