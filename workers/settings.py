@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -12,6 +14,7 @@ from app.config import get_settings
 from app.keys import JOB_FLUSH_OUTBOX, JOB_INGEST_MESSAGE, JOB_RUN_JOIN
 from app.queue import redis_settings
 from app.redis_client import close_redis
+from app.services import deliveries
 from app.services.bot_runs import RECOVER_EVERY_SECONDS
 from app.services.invites import announce_sender_auth_mode
 from workers.joins import run_join
@@ -46,9 +49,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     await db.open_pool()
     announce_sender_auth_mode()
     ctx["bot_slots"] = BotSlots(get_settings().max_bots)
+    # The outbox's sender: replies and webhooks go out as soon as they are stored (NOTIFY).
+    ctx["deliveries"] = asyncio.create_task(deliveries.serve(), name="deliveries")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    sender = ctx.pop("deliveries", None)
+    if sender is not None:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
     await db.close_pool()
     await close_redis()
 

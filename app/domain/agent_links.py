@@ -146,11 +146,13 @@ def host_allowed(host: str, allowed: Iterable[str], addresses: Iterable[str] = (
     return any(_entry_matches(entry, host, addresses) for entry in allowed)
 
 
-def address_refusal(host: str, addresses: Iterable[str], allowed: Iterable[str]) -> str | None:
+def address_refusal(host: str, addresses: Iterable[str], allowed: Iterable[str],
+                    setting: str = "AGENT_ALLOWED_HOSTS") -> str | None:
     """Why a bot may not connect to `host`, which resolved to `addresses`; None when it may.
 
     Every address must be public (a name that also resolves to a private address is
-    refused), unless AGENT_ALLOWED_HOSTS covers the host."""
+    refused), unless the allow-list (`setting`: AGENT_ALLOWED_HOSTS, WEBHOOK_ALLOWED_HOSTS)
+    covers the host."""
     addresses = list(addresses)
     if not addresses:
         return f"{host} did not resolve to any address"
@@ -159,8 +161,7 @@ def address_refusal(host: str, addresses: Iterable[str], allowed: Iterable[str])
     for address in addresses:
         why = refused_address(address)
         if why is not None:
-            return (f"{host} resolves to {address} ({why}); list the host in AGENT_ALLOWED_HOSTS "
-                    f"to allow it")
+            return f"{host} resolves to {address} ({why}); list the host in {setting} to allow it"
     return None
 
 
