@@ -172,8 +172,9 @@ def signed_headers(secrets_: Iterable[str], message_id: str, timestamp: int, bod
 
 # --- the body -----------------------------------------------------------------------------------
 
-# Internal payload keys that are not part of the public data (internal row ids, mail keys).
-_PRIVATE_KEYS = frozenset({"event_id", "key"})
+# Internal payload keys that are not part of the public data (the reply's dedupe key).
+# Ids in payloads (join_id, event_id of /v2/pals/{id}/meetings) are the API's own.
+_PRIVATE_KEYS = frozenset({"key"})
 
 
 def event_data(pal_id: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, delete, get, patch, post
+from litestar import get as get_route  # `get` is also a handler of the controller below
 from litestar.di import Provide
 from litestar.params import Body, Parameter
 
@@ -59,7 +60,7 @@ class WebhookController(Controller):
     async def rotate_secret(self, account: AccountRef, webhook_id: str) -> WebhookView:
         return await webhook_service.rotate_secret(account.id, webhook_id, utcnow())  # type: ignore[return-value]
 
-    @get("/{webhook_id:str}/deliveries", summary="The webhook's deliveries, newest first",
+    @get_route("/{webhook_id:str}/deliveries", summary="The webhook's deliveries, newest first",
          description="Page with `before` (the last `delivery_id` seen).", responses=error_responses(400, 401, 404))
     async def deliveries(
         self, account: AccountRef, webhook_id: str,

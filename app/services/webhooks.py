@@ -220,14 +220,14 @@ async def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
 
 
 async def post(url: str, body: bytes, headers: dict[str, str], *, allowed: tuple[str, ...],
-               resolver: Resolver = _resolve) -> Outcome:
+               resolver: Resolver = _resolve, timeout: float = rules.REQUEST_TIMEOUT_SECONDS) -> Outcome:
     """POST `body` to `url` under the outbound rules above; never raises."""
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
     secure = parts.scheme.lower() == "https"
     port = parts.port or rules.SCHEMES[parts.scheme.lower()]
     try:
-        infos = await asyncio.wait_for(resolver(host, port), rules.REQUEST_TIMEOUT_SECONDS)
+        infos = await asyncio.wait_for(resolver(host, port), timeout)
     except (OSError, TimeoutError) as exc:
         return Outcome(ok=False, error=f"cannot resolve {host}: {exc}")
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -240,9 +240,8 @@ async def post(url: str, body: bytes, headers: dict[str, str], *, allowed: tuple
     request_headers = {**headers, "host": parts.netloc, "user-agent": USER_AGENT}
     extensions = {"sni_hostname": host} if secure else {}
     try:
-        async with asyncio.timeout(rules.REQUEST_TIMEOUT_SECONDS):
-            async with httpx.AsyncClient(follow_redirects=False, trust_env=False,
-                                         timeout=rules.REQUEST_TIMEOUT_SECONDS) as client:
+        async with asyncio.timeout(timeout):  # the whole exchange, however slowly bytes trickle
+            async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout) as client:
                 async with client.stream("POST", target, content=body, headers=request_headers,
                                          extensions=extensions) as response:
                     excerpt = b""
@@ -256,7 +255,7 @@ async def post(url: str, body: bytes, headers: dict[str, str], *, allowed: tuple
                     status = response.status_code
                     location = response.headers.get("location", "")
     except TimeoutError:
-        return Outcome(ok=False, error=f"timed out after {rules.REQUEST_TIMEOUT_SECONDS:g} s")
+        return Outcome(ok=False, error=f"timed out after {timeout:g} s")
     except httpx.HTTPError as exc:
         return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
     if rules.response_ok(status):
@@ -272,9 +271,11 @@ class WebhookKind:
 
     name = KIND
 
-    def __init__(self, *, wall: Callable[[], float] = time.time, resolver: Resolver = _resolve) -> None:
+    def __init__(self, *, wall: Callable[[], float] = time.time, resolver: Resolver = _resolve,
+                 timeout: float = rules.REQUEST_TIMEOUT_SECONDS) -> None:
         self.wall = wall  # the webhook-timestamp is the receiver's wall clock, not the injected now
         self.resolver = resolver
+        self.timeout = timeout
 
     async def send(self, row: dict[str, Any], now: datetime) -> Outcome:
         endpoint = await WebhookEndpoint.select().where(WebhookEndpoint.id == row["endpoint"]).first()
@@ -287,7 +288,7 @@ class WebhookKind:
                                         now)
         headers = rules.signed_headers(signing, row["delivery_id"], int(self.wall()), body)
         return await post(endpoint["url"], body, headers, allowed=get_settings().webhook_allowed_hosts,
-                          resolver=self.resolver)
+                          resolver=self.resolver, timeout=self.timeout)
 
     def retry_at(self, row: dict[str, Any], attempts: int, now: datetime) -> datetime | None:
         if row["give_up_at"] is not None and now >= row["give_up_at"]:
