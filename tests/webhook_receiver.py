@@ -45,6 +45,7 @@ class Receiver:
     huge_bytes_written: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.base_events.Server | None = None
     _tasks: set[asyncio.Task] = field(default_factory=set)
 
@@ -67,14 +68,14 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        """Handlers end on their own (cancelling them makes asyncio log a traceback)."""
+        self.closing.set()
         self.release.set()
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -82,7 +83,7 @@ class Receiver:
         self._tasks.add(task)
         try:
             while True:
-                line = await reader.readline()
+                line = await self._unless_closing(reader.readline())
                 if not line:
                     return
                 _, path, _ = line.decode().split(" ", 2)
@@ -101,14 +102,30 @@ class Receiver:
             self._tasks.discard(task)
             writer.close()
 
+    async def _unless_closing(self, read) -> bytes:
+        """A read that gives b"" once the receiver stops (an idle keep-alive connection ends)."""
+        reading = asyncio.ensure_future(read)
+        closing = asyncio.ensure_future(self.closing.wait())
+        done, _ = await asyncio.wait({reading, closing}, return_when=asyncio.FIRST_COMPLETED)
+        if reading in done:
+            closing.cancel()
+            return reading.result()
+        reading.cancel()
+        with contextlib.suppress(BaseException):
+            await reading
+        return b""
+
     async def _answer(self, writer: asyncio.StreamWriter) -> bool:
         mode = self.mode
         if mode == "fail" and len(self.received) > self.fail_first:
             mode = "ok"
         if mode == "hang":
-            await asyncio.sleep(3600)
+            await self.closing.wait()
+            return False
         if mode == "block":
             await self.release.wait()
+            if self.closing.is_set():
+                return False
             mode = "ok"
         if mode == "ok":
             writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
@@ -120,7 +137,7 @@ class Receiver:
             writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
             chunk = b"x" * 65536
             framed = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
-            while True:  # endless: only a reader that stops lets this end
+            while not self.closing.is_set():  # endless: only a reader that stops lets this end
                 writer.write(framed)
                 await writer.drain()
                 self.huge_bytes_written += len(chunk)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -50,15 +48,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     announce_sender_auth_mode()
     ctx["bot_slots"] = BotSlots(get_settings().max_bots)
     # The outbox's sender: replies and webhooks go out as soon as they are stored (NOTIFY).
-    ctx["deliveries"] = asyncio.create_task(deliveries.serve(), name="deliveries")
+    ctx["deliveries"] = deliveries.Sender().start()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     sender = ctx.pop("deliveries", None)
     if sender is not None:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        await sender.stop()
     await db.close_pool()
     await close_redis()
 

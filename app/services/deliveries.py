@@ -12,7 +12,7 @@ again and what to record afterwards; this module does the rest, the same way for
 - **Retries**: a failed attempt is retried at the time its kind says (exponential backoff
   with jitter), or ends ``failed`` when the kind gives up; nothing is deleted.
 
-Inserting rows ``NOTIFY``s the worker's sender loop (serve()), which also polls, so a lost
+Inserting rows ``NOTIFY``s the worker's sender loop (Sender), which also polls, so a lost
 notification only delays.
 """
 
@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -141,16 +142,22 @@ async def _attempt(row: dict[str, Any], token: str, kind: Kind, now: datetime) -
 
 
 async def run_due(now: datetime, *, kinds: Iterable[str] | None = None, limit: int = CLAIM_BATCH,
-                  rounds: int = MAX_ROUNDS) -> int:
+                  rounds: int = MAX_ROUNDS, stopping: Callable[[], bool] = lambda: False) -> int:
     """Send what is due (claimed rows concurrently), again while there is more; returns how
     many were delivered."""
     names = [k for k in (kinds or _KINDS) if k in _KINDS]
     sent = 0
+    started = time.monotonic()
     for _ in range(rounds):
-        token, rows = await claim(now, names, limit)
+        if stopping():
+            break
+        # Each round leases from its own "now" (the given one plus the time spent so far):
+        # a long run must not hand out leases that are already running out.
+        at = now + timedelta(seconds=time.monotonic() - started)
+        token, rows = await claim(at, names, limit)
         if not rows:
             break
-        results = await asyncio.gather(*(_attempt(r, token, _KINDS[r["kind"]], now) for r in rows))
+        results = await asyncio.gather(*(_attempt(r, token, _KINDS[r["kind"]], at) for r in rows))
         sent += sum(results)
     return sent
 
@@ -186,28 +193,51 @@ async def _listen(wake: asyncio.Event) -> asyncpg.Connection | None:
         return None
 
 
-async def serve(*, clock: Clock = utcnow, poll_seconds: float = POLL_SECONDS,
-                stopping: Callable[[], bool] = lambda: False,
-                on_round: Callable[[int], Awaitable[None]] | None = None) -> None:
-    """Send deliveries as they are added (NOTIFY) and as they come due (poll), until cancelled."""
-    wake = asyncio.Event()
+class Sender:
+    """The worker's sender loop: sends deliveries as they are added (NOTIFY) and as they come
+    due (poll). stop() lets the round in flight finish, so a restart leaves no row leased."""
+
+    def __init__(self, *, clock: Clock = utcnow, poll_seconds: float = POLL_SECONDS) -> None:
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> "Sender":
+        self.task = asyncio.create_task(serve(self), name="deliveries")
+        return self
+
+    async def stop(self, grace: float = 15.0) -> None:
+        self.stopping = True
+        self.wake.set()
+        if self.task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), grace)
+        except (TimeoutError, asyncio.CancelledError, Exception):
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+
+
+async def serve(sender: Sender) -> None:
+    wake = sender.wake
     conn = await _listen(wake)
     try:
-        while not stopping():
+        while not sender.stopping:
             wake.clear()
             try:
-                sent = await run_due(clock())
+                sent = await run_due(sender.clock(), stopping=lambda: sender.stopping)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # PostgreSQL away: try again at the next poll
                 log.warning("deliveries: sending failed: %s", exc)
                 sent = 0
-            if on_round is not None:
-                await on_round(sent)
             if sent:
                 continue  # more may have come due while sending
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_seconds):
+                async with asyncio.timeout(sender.poll_seconds):
                     await wake.wait()
     finally:
         if conn is not None:

@@ -274,8 +274,9 @@ async def test_replies_and_webhooks_are_rows_of_one_outbox(account, receiver, al
                                message=message, now=utcnow())
     assert not await enqueue_email(pal_pk=anna["pk"], dedupe_key="k1", mail_from="a@x.com", rcpt_to="b@y.com",
                                    message=message, now=utcnow())  # the dedupe key holds
-    assert await deliveries.run_due(utcnow()) == 1  # the reply (through the SMTP relay)...
-    assert await deliveries.run_due(utcnow()) == 1  # ...then the reply.sent webhook it caused
+    # The reply (through the SMTP relay), then the reply.sent webhook it caused: recorded after
+    # the run started, it is due in the same run's next round or in the next run.
+    assert await deliveries.run_due(utcnow()) + await deliveries.run_due(utcnow()) == 2
     assert len(smtp_sink.messages) == 1
     [hook] = receiver.received
     assert hook.payload["type"] == "reply.sent" and hook.payload["data"]["to"] == "b@y.com" and hook.verified
