@@ -25,6 +25,7 @@ class Received:
     body: bytes
     verified: bool
     at: float  # time.monotonic() when the body was in
+    wall: float  # time.time() then (benchmarks compare it with another process's clock)
 
     @property
     def message_id(self) -> str:
@@ -92,7 +93,8 @@ class Receiver:
                     name, value = raw.decode().split(":", 1)
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.received.append(Received(path, headers, body, self.verify(body, headers), time.monotonic()))
+                self.received.append(Received(path, headers, body, self.verify(body, headers), time.monotonic(),
+                                              time.time()))
                 self.arrived.set()
                 if not await self._answer(writer):
                     return

@@ -313,3 +313,29 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_at_most_one
     ids = [r.message_id for r in receiver.received]
     assert [r.payload["data"]["join_id"] for r in receiver.received] == [1000, 1000, 1001, 1002, 1003, 1004]
     assert len(ids) - len(set(ids)) == 1 and all(r.verified for r in receiver.received)
+
+
+async def test_a_worker_stopped_with_sigterm_finishes_what_it_is_sending(account, receiver, allow_loopback):
+    """A restart (SIGTERM) lets the request in flight end and records it: nothing stays leased."""
+    receiver.mode = "block"
+    anna = await make_pal(account, "Anna")
+    await subscribe(account, receiver)
+    await join_events(anna, 1)
+    env = {**os.environ, "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
+    worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.wait_for(receiver.arrived.wait(), 30)
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        receiver.release.set()  # the receiver answers only now, after the signal
+        for _ in range(100):
+            if worker.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    row = await Delivery.select().first()
+    assert row["status"] == "sent" and row["lease_until"] is None and len(receiver.received) == 1
