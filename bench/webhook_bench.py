@@ -11,22 +11,19 @@ process runs the receiver, which checks every signature with the `standardwebhoo
    rates (shares of the measured throughput); latency = the receiver's wall clock when the body
    is in - the producer's wall clock when it called record_event (both on this host).
 
-    .venv/bin/python bench/webhook_bench.py [--pals 50] [--backlog 3000] [--seconds 10]
+    .venv/bin/python bench/webhook_bench.py [--quick] [--pals 50] [--backlog 3000] [--seconds 10]
 
-Uses its own database (BENCH_DATABASE_URL, default pal_bench_wh) and Redis db.
+Empties the bench database (BENCH_DATABASE_URL) at start.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/pal_bench_wh")
-os.environ.setdefault("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
@@ -136,8 +133,11 @@ async def main() -> None:
     parser.add_argument("--backlog", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--shares", default="0.25,0.5,0.8", help="latency rates, as shares of the throughput")
+    parser.add_argument("--quick", action="store_true", help="--backlog 1000 --seconds 4")
     parser.add_argument("--produce", help=argparse.SUPPRESS)  # rate:seconds:base (the producer process)
     args = parser.parse_args()
+    if args.quick:
+        args.backlog, args.seconds = 1000, 4
     if args.produce:
         C.use_bench_env()
         rate, seconds, base = args.produce.split(":")
