@@ -58,7 +58,7 @@ class Webhook:
     async def deliveries(self, status: str | None = None, before: str | None = None,
                          first: int = 50) -> WebhookDeliveryPage:
         items, more = await webhook_service.list_deliveries(self.account_id, self.webhook_id, status=status,
-                                                            before=before, limit=first)
+                                                            before=before, limit=first, limit_field="first")
         return WebhookDeliveryPage(items=[WebhookDelivery.from_view(v) for v in items], has_more=more)
 
 

@@ -167,19 +167,20 @@ async def rotate_secret(account_id: int, webhook_id: str, now: datetime) -> dict
 
 # --- deliveries -----------------------------------------------------------------------------------
 
-def _page_size(first: object) -> int:
-    if first is None:
+def _page_size(size: object, field: str) -> int:
+    if size is None:
         return 50
-    if not isinstance(first, int) or isinstance(first, bool) or not 1 <= first <= PAGE_MAX:
-        raise ValidationFailed(f"limit must be between 1 and {PAGE_MAX}.", field="limit")
-    return first
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= PAGE_MAX:
+        raise ValidationFailed(f"{field} must be between 1 and {PAGE_MAX}.", field=field)
+    return size
 
 
 async def list_deliveries(account_id: int, webhook_id: str, *, status: str | None = None,
-                          before: str | None = None, limit: object = None) -> tuple[list[dict[str, Any]], bool]:
+                          before: str | None = None, limit: object = None,
+                          limit_field: str = "limit") -> tuple[list[dict[str, Any]], bool]:
     """Newest first; `before` a delivery id to page on; and whether older ones follow."""
     row = await _owned(account_id, webhook_id)
-    size = _page_size(limit)
+    size = _page_size(limit, limit_field)
     where = Delivery.endpoint == row["id"]
     if status is not None:
         if status not in DELIVERY_STATUSES:

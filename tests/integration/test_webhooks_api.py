@@ -167,6 +167,8 @@ async def test_graphql_manages_the_same_webhooks(client, api_key):
                                            "deliveries": {"items": [], "hasMore": False}}]
     bad = await graphql(client, api_key, CREATE, input={"url": "ftp://x"})
     assert bad["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "url"}
+    page = await graphql(client, api_key, "{ webhooks { deliveries(first: 500) { hasMore } } }")
+    assert page["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "first"}
     bad = await graphql(client, api_key, CREATE, input={"url": URL, "eventTypes": ["nope"]})
     assert bad["errors"][0]["extensions"]["field"] == "event_types"
     missing = await graphql(client, api_key, """mutation { replayWebhookDelivery(webhookId: "wh_x", deliveryId: "m") {
