@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class Receiver:
     mode: str = "ok"
     fail_first: int = 0
     port: int = 0
+    host: str = "127.0.0.1"  # the name in url (a TLS receiver's certificate name)
+    tls: ssl.SSLContext | None = None
     received: list[Received] = field(default_factory=list)
     huge_bytes_written: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -52,7 +55,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/hooks"
 
     def verify(self, body: bytes, headers: dict[str, str]) -> bool:
         for secret in self.secrets:
@@ -64,7 +67,7 @@ class Receiver:
         return False
 
     async def start(self) -> "Receiver":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

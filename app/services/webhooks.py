@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -231,9 +232,10 @@ class Clients:
 
     MAX = 64
 
-    def __init__(self) -> None:
+    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
         self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.verify = verify  # tests trust their own certificate authority
 
     async def get(self, key: str, timeout: float) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -242,7 +244,7 @@ class Clients:
             self._loop = loop
         client = self._clients.pop(key, None)
         if client is None:
-            client = httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout,
+            client = httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout, verify=self.verify,
                                        limits=httpx.Limits(max_connections=20, max_keepalive_connections=4))
         self._clients[key] = client
         while len(self._clients) > self.MAX:

@@ -339,3 +339,66 @@ async def test_a_worker_stopped_with_sigterm_finishes_what_it_is_sending(account
             worker.wait(10)
     row = await Delivery.select().first()
     assert row["status"] == "sent" and row["lease_until"] is None and len(receiver.received) == 1
+
+
+def _certificate(tmp_path, name: str) -> tuple[str, str]:
+    """A self-signed certificate for `name` (its own authority): (cert file, key file)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = utcnow()
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+@pytest.mark.parametrize("served_name, delivered", [("hooks.test", True), ("other.test", False)])
+async def test_https_goes_to_the_checked_address_and_verifies_the_host_name(
+        account, tmp_path, monkeypatch, served_name, delivered):
+    """The request is sent to the resolved, checked address, yet TLS still checks the URL's host
+    name (SNI + certificate): a certificate for another name fails the delivery."""
+    import ssl
+
+    monkeypatch.setenv("WEBHOOK_ALLOWED_HOSTS", "hooks.test")
+    reset_settings()
+    cert, key = _certificate(tmp_path, served_name)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    receiver = await Receiver(host="hooks.test", tls=server_tls).start()
+    trust = ssl.create_default_context(cafile=cert)
+    looked_up: list[str] = []
+
+    async def resolver(host: str, port: int):  # hooks.test is this machine (no DNS in tests)
+        looked_up.append(host)
+        return [(2, 1, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(webhook_service.WEBHOOK, "resolver", resolver)
+    monkeypatch.setattr(webhook_service.WEBHOOK, "clients", webhook_service.Clients(verify=trust))
+    try:
+        anna = await make_pal(account, "Anna")
+        await subscribe(account, receiver)
+        await join_events(anna, 1)
+        assert await deliveries.run_due(utcnow()) == int(delivered)
+        row = await Delivery.select().first()
+        assert looked_up == ["hooks.test"]
+        if delivered:
+            [got] = receiver.received
+            assert got.verified and got.headers["host"] == f"hooks.test:{receiver.port}"
+        else:
+            assert receiver.received == [] and "certificate" in row["last_error"].lower()
+    finally:
+        await receiver.stop()
+        monkeypatch.undo()
+        reset_settings()
