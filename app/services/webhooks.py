@@ -52,6 +52,20 @@ DELIVERY_STATUSES = (deliveries.PENDING, deliveries.SENT, deliveries.FAILED)
 Resolver = Callable[[str, int], Awaitable[list[tuple[Any, ...]]]]
 
 
+class _NoQueryInLogs(logging.Filter):
+    """httpx logs every request's URL at INFO; a webhook URL's query may hold the customer's
+    token, so only scheme://host/path is logged (the outcome is on the delivery's row)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], httpx.URL) and args[1].query:
+            record.args = (args[0], args[1].copy_with(query=None), *args[2:])
+        return True
+
+
+logging.getLogger("httpx").addFilter(_NoQueryInLogs())
+
+
 # --- views ----------------------------------------------------------------------------------------
 
 def webhook_view(row: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
