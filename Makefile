@@ -31,7 +31,7 @@ TIME_TESTS := tests/unit tests/integration/test_scheduling.py tests/integration/
 	tests/integration/test_ingestion.py tests/integration/test_corpus_pipeline.py \
 	tests/integration/test_reply_policy.py tests/integration/test_conversations_api.py \
 	tests/integration/test_message_failures.py tests/integration/test_bot_runs.py \
-	tests/integration/test_participant.py
+	tests/integration/test_participant.py tests/integration/test_webhook_delivery.py
 CLOCK_SHIFT ?= +365d
 test-future: install system
 	@$(SERVICES) && faketime -f "$(CLOCK_SHIFT)" \

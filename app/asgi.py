@@ -29,6 +29,7 @@ from app.rest.openapi import openapi_config
 from app.rest import ops
 from app.rest.pals import FaceController, PalController
 from app.rest.stream import conversation_stream
+from app.rest.webhooks import WebhookController
 from app.web import status as status_page
 from app.services.invites import announce_sender_auth_mode
 
@@ -88,7 +89,7 @@ def create_app(*, manage_pool: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=[
             PalController, FaceController, PalActivityController, JoinController, InboundEmailController,
-            ConversationController, conversation_stream,
+            ConversationController, conversation_stream, WebhookController,
             graphql_controller(), healthz, *status_page.route_handlers, *ops.route_handlers,
         ],
         exception_handlers=EXCEPTION_HANDLERS,

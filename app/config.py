@@ -163,6 +163,8 @@ class Settings:
     # Hosts (names, addresses or networks, comma-separated) a PAL's layers.realtime.websocket_url
     # may reach although they are loopback or private; all others must resolve to public addresses.
     agent_allowed_hosts: tuple[str, ...] = field(default_factory=lambda: _list("AGENT_ALLOWED_HOSTS"))
+    # The same for webhook endpoint URLs (app/services/webhooks.py): loopback/private refused unless listed.
+    webhook_allowed_hosts: tuple[str, ...] = field(default_factory=lambda: _list("WEBHOOK_ALLOWED_HOSTS"))
     media_dir: str = field(default_factory=lambda: os.environ.get("MEDIA_DIR", ".data/media"))
     face_media_cache_dir: str = field(default_factory=lambda: os.environ.get("FACE_MEDIA_CACHE_DIR", ""))
     # Live status

@@ -176,18 +176,46 @@ class TranscriptEntry(Table, tablename="transcript_entries"):
     created_at = Timestamptz()
 
 
-class OutboundEmail(Table, tablename="outbound_emails"):
-    """The reply outbox: retried with backoff so a relay outage loses nothing."""
+class WebhookEndpoint(Table, tablename="webhook_endpoints"):
+    """Where an account wants its PALs' events POSTed (docs/webhooks.md). The secret signs
+    (HMAC) so it is kept as given out; a rotated-away one keeps signing until previous_until."""
 
+    webhook_id = Varchar(length=32, unique=True, index=True)
+    account = ForeignKey(references=Account, null=False, on_delete=OnDelete.cascade, index=True)
+    url = Text()
+    event_types = JSONB(default=[])  # empty: every type but the opt-in ones
+    enabled = Boolean(default=True)
+    secret = Varchar(length=100)
+    previous_secret = Varchar(length=100, null=True, default=None)
+    previous_until = Timestamptz(null=True, default=None)
+    failing = Boolean(default=False)  # a delivery gave up after 3 days; cleared by the next success
+    failing_since = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class Delivery(Table, tablename="deliveries"):
+    """The one durable outbox (app/services/deliveries.py): iMIP replies (kind `email`) and
+    webhook calls (kind `webhook`) are rows here, claimed with SKIP LOCKED under a lease and
+    retried with backoff. Rows sharing an order_key go out one at a time, in id order."""
+
+    delivery_id = Varchar(length=32, unique=True)  # public id; a webhook's `webhook-id`
+    kind = Varchar(length=10)  # email | webhook
     pal = ForeignKey(references=Pal, null=True, on_delete=OnDelete.set_null)
-    dedupe_key = Varchar(length=500, unique=True)
-    mail_from = Varchar(length=320)
-    rcpt_to = Varchar(length=320)
-    message = Bytea()
-    status = Varchar(length=10, default="pending", index=True)  # pending | sent | failed
+    endpoint = ForeignKey(references=WebhookEndpoint, null=True, on_delete=OnDelete.cascade)
+    dedupe_key = Varchar(length=500, null=True, default=None, unique=True)
+    order_key = Varchar(length=100, null=True, default=None)
+    event_type = Varchar(length=40, null=True, default=None)
+    body = Bytea()  # what is sent, byte for byte: a MIME message, or the signed JSON
+    meta = JSONB(default={})  # email: mail_from, rcpt_to
+    status = Varchar(length=10, default="pending")  # pending | sent | failed
     attempts = Integer(default=0)
     next_attempt_at = Timestamptz()
+    lease_until = Timestamptz(null=True, default=None)
+    lease_token = Varchar(length=32, null=True, default=None)
+    give_up_at = Timestamptz(null=True, default=None)  # webhooks: failing past this ends `failed`
     last_error = Text(null=True, default=None)
+    last_status = Integer(null=True, default=None)  # webhooks: the last HTTP status
     created_at = Timestamptz()
     sent_at = Timestamptz(null=True, default=None)
 

@@ -169,7 +169,7 @@ async def burst(run: Run, sink: Sink, smtp_port: int, pal_address: str, invites:
 async def queue_waits(since: datetime) -> tuple[float, float]:
     """Median seconds a message waited for its ingest job, and a reply for its flush job (from the DB).
 
-    inbound_messages.processed_at and outbound_emails.created_at/sent_at carry the `now` each
+    inbound_messages.processed_at and deliveries.created_at/sent_at (kind email) carry the `now` each
     job started with, so these are queue waits (arq poll delay + backlog), not processing time.
     """
     from app.tables import Account  # (InboundMessage has a column called `raw`)
@@ -179,7 +179,7 @@ async def queue_waits(since: datetime) -> tuple[float, float]:
         "FROM inbound_messages WHERE received_at >= {} AND processed_at IS NOT NULL", since)
     out_rows = await Account.raw(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at)) AS w "
-        "FROM outbound_emails WHERE created_at >= {} AND sent_at IS NOT NULL", since)
+        "FROM deliveries WHERE kind = 'email' AND created_at >= {} AND sent_at IS NOT NULL", since)
     return float(rows[0]["w"] or 0), float(out_rows[0]["w"] or 0)
 
 

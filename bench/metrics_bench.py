@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 
-GRAPHQL = "query Pal($id: String!) { pal(palId: $id) { palId palName pipelineMode createdAt } }"
+GRAPHQL = "query Pal($id: ID!) { pal(palId: $id) { palId palName pipelineMode createdAt } }"
 
 
 async def _round(client, request, count: int) -> tuple[float, list[float]]:

@@ -30,7 +30,7 @@ async def _truncate() -> None:
 
     await db.engine().run_ddl(
         "TRUNCATE accounts, faces, pals, inbound_messages, calendar_events, conversations, "
-        "joins, join_status_changes, outbound_emails, pal_events RESTART IDENTITY CASCADE"
+        "joins, join_status_changes, deliveries, webhook_endpoints, pal_events RESTART IDENTITY CASCADE"
     )
     await seed_stock_faces()
 

@@ -13,6 +13,7 @@ from app.keys import JOB_FLUSH_OUTBOX, JOB_INGEST_MESSAGE, JOB_RUN_JOIN
 from app.metrics_server import serve_process_metrics
 from app.queue import redis_settings
 from app.redis_client import close_redis
+from app.services import deliveries
 from app.services.bot_runs import RECOVER_EVERY_SECONDS
 from app.services.invites import announce_sender_auth_mode
 from workers.joins import run_join
@@ -53,9 +54,14 @@ async def startup(ctx: dict[str, Any]) -> None:
     metrics.BOTS_RUNNING.set_function(lambda: slots.in_use)
     metrics.BOT_SLOTS.set(slots.max_bots)
     ctx["metrics_server"] = await serve_process_metrics("worker", get_settings().worker_metrics_port)
+    # The outbox's sender: replies and webhooks go out as soon as they are stored (NOTIFY).
+    ctx["deliveries"] = deliveries.Sender().start()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    sender = ctx.pop("deliveries", None)
+    if sender is not None:
+        await sender.stop()
     if ctx.get("metrics_server") is not None:
         await ctx["metrics_server"].close()
     await db.close_pool()

@@ -151,7 +151,8 @@ def address_refusal(host: str, addresses: Iterable[str], allowed: Iterable[str],
     """Why a bot may not connect to `host`, which resolved to `addresses`; None when it may.
 
     Every address must be public (a name that also resolves to a private address is
-    refused), unless AGENT_ALLOWED_HOSTS covers the host."""
+    refused), unless the allow-list (`setting`: AGENT_ALLOWED_HOSTS, WEBHOOK_ALLOWED_HOSTS)
+    covers the host."""
     addresses = list(addresses)
     if not addresses:
         return f"{host} did not resolve to any address"

@@ -108,6 +108,7 @@ class EventKind(StrEnum):
     CAPTIONS_UNAVAILABLE = "captions_unavailable"  # the PAL cannot hear (captions off)
     NOTES_READY = "notes_ready"
     NOTES_FAILED = "notes_failed"
+    WEBHOOK_FAILING = "webhook_failing"  # a webhook delivery failed for 3 days (docs/webhooks.md)
 
 
 # Every reason a join's status can carry, in one place; APIs show anything else (free text

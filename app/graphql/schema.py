@@ -6,6 +6,7 @@ import strawberry
 
 from app.graphql import activity
 from app.graphql import pals as pal_api
+from app.graphql import webhooks as webhook_api
 from app.graphql.errors import AppSchema, DomainErrors
 from app.graphql.limits import limit_extensions
 from app.graphql.paging import Connection
@@ -22,6 +23,8 @@ class Query:
     join: activity.Join = strawberry.field(resolver=activity.join)
     conversation: activity.Conversation = strawberry.field(resolver=activity.conversation)
     transcript: Connection[activity.TranscriptEntry] = strawberry.field(resolver=activity.transcript)
+    webhooks: list[webhook_api.Webhook] = strawberry.field(resolver=webhook_api.webhooks)
+    webhook: webhook_api.Webhook = strawberry.field(resolver=webhook_api.webhook)
 
 
 @strawberry.type
@@ -36,6 +39,12 @@ class Mutation:
     end_conversation: activity.Conversation = strawberry.mutation(resolver=activity.end_conversation)
     say: activity.CommandAccepted = strawberry.mutation(resolver=activity.say)
     send_chat: activity.CommandAccepted = strawberry.mutation(resolver=activity.send_chat)
+    create_webhook: webhook_api.Webhook = strawberry.mutation(resolver=webhook_api.create_webhook)
+    update_webhook: webhook_api.Webhook = strawberry.mutation(resolver=webhook_api.update_webhook)
+    delete_webhook: bool = strawberry.mutation(resolver=webhook_api.delete_webhook)
+    rotate_webhook_secret: webhook_api.Webhook = strawberry.mutation(resolver=webhook_api.rotate_webhook_secret)
+    replay_webhook_delivery: webhook_api.WebhookDelivery = strawberry.mutation(
+        resolver=webhook_api.replay_webhook_delivery)
 
 
 schema = AppSchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[

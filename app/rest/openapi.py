@@ -302,3 +302,65 @@ class NotesView(TypedDict):
     text: str | None
     error: str | None
     created_at: str | None
+
+
+# --- webhooks (app/rest/webhooks.py; docs/webhooks.md) ---
+
+def _webhook_body_schema(required: list[str]) -> dict[str, Any]:
+    from app.domain.webhooks import EVENT_TYPES, MAX_URL_LENGTH
+
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": required,
+        "properties": {
+            "url": {"type": "string", "minLength": 1, "maxLength": MAX_URL_LENGTH, "format": "uri",
+                    "description": "http(s) URL without credentials; loopback/private hosts need "
+                                   "WEBHOOK_ALLOWED_HOSTS."},
+            "event_types": _nullable({"type": "array", "maxItems": len(EVENT_TYPES),
+                                      "items": {"type": "string", "enum": list(EVENT_TYPES)},
+                                      "description": "Empty or null: every type but conversation.transcript."}),
+            "enabled": {"type": "boolean"},
+        },
+    }
+
+
+WEBHOOK_CREATE_SCHEMA: dict[str, Any] = _webhook_body_schema(["url"])
+WEBHOOK_PATCH_SCHEMA: dict[str, Any] = _webhook_body_schema([])
+
+
+class WebhookView(TypedDict):
+    webhook_id: str
+    url: str
+    event_types: list[str]
+    enabled: bool
+    failing: bool
+    failing_since: str | None
+    created_at: str
+    updated_at: str
+    secret: NotRequired[str]  # whsec_…: only in the answers to create and rotate-secret
+
+
+class WebhookList(TypedDict):
+    data: list[WebhookView]
+    total_count: int
+
+
+class DeliveryView(TypedDict):
+    delivery_id: str
+    webhook_id: str
+    event_type: str | None
+    status: str  # pending | sent | failed
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: str
+    next_attempt_at: str | None
+    sent_at: str | None
+    body: dict[str, Any]
+
+
+class DeliveryList(TypedDict):
+    data: list[DeliveryView]
+    has_more: bool
+    next_cursor: str | None

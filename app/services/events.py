@@ -6,17 +6,20 @@ so a Redis outage loses no history.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import datetime, timezone
 from typing import Any
 
 from app import outages
+from app.db import engine
 from app.domain.paging import Page, decode_cursor, encode_cursor, page_of, page_size
 from app.domain.timefmt import iso_z
 from app.keys import pal_events_channel as channel
 from app.redis_client import redis
 from app.services.rows import first_rows_per_pal
+from app.services import webhook_events
 from app.tables import Pal, PalEvent
 
 log = logging.getLogger(__name__)
@@ -39,11 +42,17 @@ async def record_event(pal_pk: int, kind: str, payload: dict[str, Any], *, pal_i
     """Store one event and publish it; returns the event as subscribers see it."""
     now = datetime.now(timezone.utc)
     kind = str(kind)
-    rows = await PalEvent.insert(PalEvent(pal=pal_pk, kind=kind, payload=payload, created_at=now)).returning(
-        PalEvent.id, PalEvent.kind, PalEvent.payload, PalEvent.created_at
-    )
-    if pal_id is None:
-        pal_id = (await Pal.select(Pal.pal_id).where(Pal.id == pal_pk).first())["pal_id"]
+    # The webhook deliveries of the event are stored with it, in one transaction: an event
+    # is never recorded without them, nor sent without being recorded (docs/webhooks.md).
+    webhook = await webhook_events.prepare(pal_pk, kind)
+    async with engine().transaction() if webhook else contextlib.nullcontext():
+        rows = await PalEvent.insert(PalEvent(pal=pal_pk, kind=kind, payload=payload, created_at=now)).returning(
+            PalEvent.id, PalEvent.kind, PalEvent.payload, PalEvent.created_at
+        )
+        if pal_id is None:
+            pal_id = (await Pal.select(Pal.pal_id).where(Pal.id == pal_pk).first())["pal_id"]
+        if webhook:
+            await webhook_events.enqueue_for_event(pal_pk, pal_id, webhook, payload, now)
     event = event_view(rows[0], pal_id)
     event["payload"] = payload
     log.info("pal %s: %s %s", pal_id, kind, json.dumps(payload, default=str)[:300])

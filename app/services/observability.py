@@ -24,17 +24,13 @@ from app.redis_client import redis
 log = logging.getLogger(__name__)
 
 OK = "ok"
-# The outbox as one query: one row per kind of delivery, with how many wait and since when.
-# Today the only outbox is the iMIP replies' table. When it becomes the generic deliveries
-# table (issue 14, branch `webhooks`), this becomes
-#   SELECT kind, count(*) AS pending, min(created_at) AS oldest FROM deliveries
-#   WHERE status = 'pending' GROUP BY kind
-# and OUTBOX_KINDS lists its kinds (each is reported, 0 when none waits).
+# The outbox as one query (app/services/deliveries.py): one row per kind of delivery, with how
+# many wait and since when; every kind in OUTBOX_KINDS is reported, 0 when none waits.
 OUTBOX_SQL = """
-SELECT 'email' AS kind, count(*) AS pending, min(created_at) AS oldest
-FROM outbound_emails WHERE status = 'pending'
+SELECT kind, count(*) AS pending, min(created_at) AS oldest
+FROM deliveries WHERE status = 'pending' GROUP BY kind
 """
-OUTBOX_KINDS = ("email",)
+OUTBOX_KINDS = ("email", "webhook")
 
 
 def _failure(exc: BaseException) -> str:

@@ -1,31 +1,42 @@
-"""The reply outbox: iMIP replies are stored first, then sent with retries and backoff."""
+"""iMIP replies: stored first as `email` deliveries of the one outbox, then sent with retries.
+
+The outbox itself (claiming, leases, backoff bookkeeping) is app/services/deliveries.py;
+this module says how a reply is queued (deduplicated by key), sent over SMTP, retried
+and announced (reply_sent / reply_failed PAL events).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import random
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 from urllib.parse import urlparse
 
 import aiosmtplib
 
 from app import metrics
 from app.config import get_settings
+from app.services import deliveries
+from app.services.deliveries import Outcome
 from app.services.events import record_event
-from app.tables import OutboundEmail
+from app.services.rows import json_value
+from app.tables import Delivery
 
 log = logging.getLogger(__name__)
+KIND = "email"
 MAX_ATTEMPTS = 12
-CLAIM_LEASE = timedelta(minutes=5)
 
 
-def backoff(attempts: int) -> timedelta:
-    """30 s, 1 min, 2 min, ... capped at one hour."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+def backoff(attempts: int, *, rng=random.random) -> timedelta:
+    """30 s, 1 min, 2 min, ... capped at one hour; jittered into [d/2, d]."""
+    delay = min(30 * 2 ** max(attempts - 1, 0), 3600)
+    return timedelta(seconds=delay / 2 + delay / 2 * rng())
 
 
-MAX_KEY = 500  # outbound_emails.dedupe_key is VARCHAR(500)
+MAX_KEY = 500  # deliveries.dedupe_key is VARCHAR(500)
 
 
 def fit_key(key: str) -> str:
@@ -41,29 +52,16 @@ async def enqueue_email(
     *, pal_pk: int | None, dedupe_key: str, mail_from: str, rcpt_to: str, message: EmailMessage, now: datetime
 ) -> bool:
     """Store a message to send; False when the same dedupe key was queued before."""
-    rows = await OutboundEmail.insert(
-        OutboundEmail(
-            pal=pal_pk, dedupe_key=fit_key(dedupe_key), mail_from=mail_from, rcpt_to=rcpt_to,
-            message=message.as_bytes(), status="pending", attempts=0, next_attempt_at=now, created_at=now,
+    rows = await Delivery.insert(
+        Delivery(
+            delivery_id=deliveries.new_delivery_id(), kind=KIND, pal=pal_pk, dedupe_key=fit_key(dedupe_key),
+            body=message.as_bytes(), meta={"mail_from": mail_from, "rcpt_to": rcpt_to},
+            status=deliveries.PENDING, attempts=0, next_attempt_at=now, created_at=now,
         )
-    ).on_conflict(target=OutboundEmail.dedupe_key, action="DO NOTHING").returning(OutboundEmail.id)
+    ).on_conflict(target=Delivery.dedupe_key, action="DO NOTHING").returning(Delivery.id)
+    if rows:
+        await deliveries.notify()
     return bool(rows)
-
-
-async def _claim(now: datetime, limit: int) -> list[dict]:
-    # Claiming moves next_attempt_at forward, so two workers never send the same row,
-    # and a worker that dies mid-send leaves the row to be retried after the lease.
-    return await OutboundEmail.raw(
-        """
-        UPDATE outbound_emails SET next_attempt_at = {}
-        WHERE id IN (
-            SELECT id FROM outbound_emails
-            WHERE status = 'pending' AND next_attempt_at <= {}
-            ORDER BY next_attempt_at LIMIT {} FOR UPDATE SKIP LOCKED)
-        RETURNING id, pal, mail_from, rcpt_to, message, attempts, dedupe_key
-        """,
-        now + CLAIM_LEASE, now, limit,
-    )
 
 
 async def _send(raw: bytes, mail_from: str, rcpt_to: str) -> None:
@@ -82,36 +80,41 @@ async def _send(raw: bytes, mail_from: str, rcpt_to: str) -> None:
     )
 
 
-async def send_due(now: datetime, limit: int = 50) -> int:
-    """Send what is due; returns how many went out."""
-    sent = 0
-    for row in await _claim(now, limit):
-        attempts = row["attempts"] + 1
+class EmailKind:
+    """Replies over the SMTP relay (SMTP_RELAY_URL): MAX_ATTEMPTS tries, then failed."""
+
+    name = KIND
+
+    async def send(self, row: dict[str, Any], now: datetime) -> Outcome:
+        meta = json_value(row["meta"], {})
         try:
-            await _send(bytes(row["message"]), row["mail_from"], row["rcpt_to"])
+            await _send(bytes(row["body"]), meta["mail_from"], meta["rcpt_to"])
         except Exception as exc:
-            failed = attempts >= MAX_ATTEMPTS
-            await OutboundEmail.update(
-                {
-                    OutboundEmail.attempts: attempts,
-                    OutboundEmail.last_error: str(exc)[:1000],
-                    OutboundEmail.status: "failed" if failed else "pending",
-                    OutboundEmail.next_attempt_at: now + backoff(attempts),
-                }
-            ).where(OutboundEmail.id == row["id"])
-            metrics.count_reply("gave_up" if failed else "failed")
-            log.warning("reply %s to %s failed (attempt %s): %s", row["id"], row["rcpt_to"], attempts, exc)
-            if row["pal"]:
-                await record_event(row["pal"], "reply_failed", {
-                    "to": row["rcpt_to"], "attempt": attempts, "error": str(exc)[:300], "final": failed,
-                })
-            continue
-        await OutboundEmail.update(
-            {OutboundEmail.attempts: attempts, OutboundEmail.status: "sent", OutboundEmail.sent_at: now,
-             OutboundEmail.last_error: None}
-        ).where(OutboundEmail.id == row["id"])
-        sent += 1
-        metrics.count_reply("sent")
-        if row["pal"]:
-            await record_event(row["pal"], "reply_sent", {"to": row["rcpt_to"], "key": row["dedupe_key"]})
-    return sent
+            return Outcome(ok=False, error=str(exc))
+        return Outcome(ok=True)
+
+    def retry_at(self, row: dict[str, Any], attempts: int, now: datetime) -> datetime | None:
+        return None if attempts >= MAX_ATTEMPTS else now + backoff(attempts)
+
+    async def after(self, row: dict[str, Any], attempts: int, outcome: Outcome, final: bool,
+                    now: datetime) -> None:
+        rcpt_to = json_value(row["meta"], {}).get("rcpt_to")
+        metrics.count_reply("sent" if outcome.ok else "gave_up" if final else "failed")
+        if not outcome.ok:
+            log.warning("reply %s to %s failed (attempt %s): %s", row["id"], rcpt_to, attempts, outcome.error)
+        if not row["pal"]:
+            return
+        if outcome.ok:
+            await record_event(row["pal"], "reply_sent", {"to": rcpt_to, "key": row["dedupe_key"]})
+        else:
+            await record_event(row["pal"], "reply_failed", {
+                "to": rcpt_to, "attempt": attempts, "error": (outcome.error or "")[:300], "final": final,
+            })
+
+
+EMAIL = deliveries.register(EmailKind())
+
+
+async def send_due(now: datetime, limit: int = deliveries.CLAIM_BATCH) -> int:
+    """Send the replies that are due; returns how many went out."""
+    return await deliveries.run_due(now, kinds=[KIND], limit=limit)

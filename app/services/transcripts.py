@@ -12,6 +12,7 @@ from typing import Any
 
 from app.domain.errors import ValidationFailed
 from app.domain.timefmt import iso_z
+from app.services import webhook_events
 from app.tables import TranscriptEntry
 
 MAX_TEXT = 2000  # characters of one entry, and of a say / chat request
@@ -53,7 +54,9 @@ async def append(conversation_pk: int, kind: str, speaker: str, text: str, *, at
     rows = await TranscriptEntry.insert(TranscriptEntry(
         conversation=conversation_pk, kind=kind, speaker=bounded(speaker or "", MAX_SPEAKER), text=text,
         is_self=is_self, at=at, created_at=now)).returning(*TranscriptEntry.all_columns())
-    return entry_view(rows[0])
+    entry = entry_view(rows[0])
+    await webhook_events.enqueue_transcript(conversation_pk, entry, now)  # opt-in endpoints only
+    return entry
 
 
 def page_bounds(after: object, first: object) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from app.services import pals as pal_service
 from app.services.accounts import create_account
 from app.services.inbound import store_message
 from app.services.invites import process_inbound
-from app.tables import CalendarEvent, InboundMessage, Join, OutboundEmail, PalEvent
+from app.tables import CalendarEvent, Delivery, InboundMessage, Join, PalEvent
 from tests.fixtures import run_worker
 from tests.invite_factory import calendar, invite_email, meeting, vevent
 
@@ -219,13 +219,13 @@ async def test_relay_outage_delays_but_loses_no_reply(pal, inbound_smtp, smtp_si
     _, message = meeting(start_in=timedelta(days=1), pal_address=PAL_ADDRESS)
     await send(inbound_smtp, message)
     await run_worker()
-    row = await OutboundEmail.select().first()
+    row = await Delivery.select().where(Delivery.kind == "email").first()
     assert row["status"] == "pending" and row["attempts"] == 1 and "451" in row["last_error"]
     smtp_sink.refuse = False
     later = datetime.now(timezone.utc) + timedelta(minutes=5)
     assert await flush_outbox({"clock": lambda: later}) == 1
     assert len(smtp_sink.messages) == 1
-    assert (await OutboundEmail.select().first())["status"] == "sent"
+    assert (await Delivery.select().where(Delivery.kind == "email").first())["status"] == "sent"
 
 
 async def test_message_stored_while_queue_lost_is_processed_by_the_cron(pal, inbound_smtp, smtp_sink, redis_queue):
@@ -342,5 +342,5 @@ async def test_changed_answers_after_a_long_uid_are_all_sent(pal, redis_queue):
         _, message = meeting(start_in=timedelta(days=1, hours=sequence), pal_address=PAL_ADDRESS, now=now,
                              uid=uid, sequence=sequence)
         await ingest(message, now)
-    keys = [r["dedupe_key"] for r in await OutboundEmail.select(OutboundEmail.dedupe_key)]
+    keys = [r["dedupe_key"] for r in await Delivery.select(Delivery.dedupe_key).where(Delivery.kind == "email")]
     assert len(keys) == 2 and len(set(keys)) == 2 and all(len(k) <= 500 for k in keys)

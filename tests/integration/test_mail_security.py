@@ -22,7 +22,7 @@ from app.config import Settings, reset_settings
 from app.services import pals as pal_service
 from app.services.accounts import create_account
 from app.services.rows import json_value
-from app.tables import CalendarEvent, InboundMessage, Join, OutboundEmail
+from app.tables import CalendarEvent, Delivery, InboundMessage, Join
 from tests.fixtures import run_worker
 from tests.invite_factory import meeting
 
@@ -145,7 +145,7 @@ async def test_mark_mode_processes_but_never_answers_the_unauthenticated(clean_d
     decisions = {e["organizer"]: (e["decision"], e["authenticated"]) for e in await CalendarEvent.select()}
     assert decisions == {"victim@third.example": ("declined", False), "alex@acme.com": ("accepted", False)}
     assert await Join.count() == 1  # mark still plans the unauthenticated meeting...
-    assert smtp_sink.messages == [] and await OutboundEmail.count() == 0  # ...but answers no one
+    assert smtp_sink.messages == [] and await Delivery.count() == 0  # ...but answers no one
 
 
 def test_mark_mode_says_so_once_at_start(caplog) -> None:
@@ -179,7 +179,7 @@ async def test_forwarding_address_without_googles_signature_is_not_allowlisted(
         await run_worker(dkim_dns=dns)
     [event] = await CalendarEvent.select()
     assert (event["decision"], event["authenticated"]) == ("rejected", False)
-    assert await Join.count() == 0 and smtp_sink.messages == [] and await OutboundEmail.count() == 0
+    assert await Join.count() == 0 and smtp_sink.messages == [] and await Delivery.count() == 0
 
 
 async def test_forwarding_address_signed_by_google_is_admitted(clean_db, inbound_smtp, smtp_sink, redis_queue,

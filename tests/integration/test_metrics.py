@@ -20,7 +20,7 @@ from app.redis_client import close_redis
 from app.services import pals as pal_service
 from app.services.accounts import create_account
 from app.services.observability import refresh_scrape_gauges
-from app.tables import OutboundEmail
+from app.tables import Delivery
 from tests.fixtures import graphql, run_worker
 from tests.integration.test_ingestion import _RECORD, acme_signed
 from tests.invite_factory import meeting
@@ -112,8 +112,9 @@ async def test_outbox_backlog_and_oldest_age_are_read_at_scrape_time(clean_db, r
     """With an injected clock: two replies waiting, the oldest for 300 s; sent ones don't count."""
     now = datetime(2031, 3, 4, 12, 0, tzinfo=timezone.utc)
     for n, (age, status) in enumerate([(300, "pending"), (60, "pending"), (9000, "sent"), (8000, "failed")]):
-        await OutboundEmail.insert(OutboundEmail(
-            pal=None, dedupe_key=f"k{n}", mail_from="a@tavusinvite.com", rcpt_to="b@acme.com", message=b"x",
+        await Delivery.insert(Delivery(
+            delivery_id=f"d{n}", kind="email", pal=None, dedupe_key=f"k{n}", body=b"x",
+            meta={"mail_from": "a@tavusinvite.com", "rcpt_to": "b@acme.com"},
             status=status, attempts=0, next_attempt_at=now, created_at=now - timedelta(seconds=age)))
     await redis_queue.zadd(ARQ_QUEUE, {"due-1": (now.timestamp() - 5) * 1000, "due-2": now.timestamp() * 1000,
                                        "later": (now.timestamp() + 60) * 1000})
@@ -125,7 +126,7 @@ async def test_outbox_backlog_and_oldest_age_are_read_at_scrape_time(clean_db, r
     assert after.value("pal_outbox_oldest_age_seconds", kind="email") == 300
     assert after.value("pal_queue_jobs", state="due") == 2
     assert after.value("pal_queue_jobs", state="deferred") == 1
-    await OutboundEmail.delete(force=True)
+    await Delivery.delete(force=True)
     await refresh_scrape_gauges(now)
     empty = Scrape(generate_latest().decode())
     assert empty.value("pal_outbox_backlog", kind="email") == 0
@@ -153,13 +154,13 @@ async def test_join_status_changes_are_counted_by_status_and_reason(client, api_
 
 async def test_graphql_and_http_latency_by_operation_type_and_route_template(client, api_key):
     before = await scrape(client)
-    ok = await graphql(client, api_key, "{ pals { palId } }")
+    ok = await graphql(client, api_key, "{ pals { nodes { palId } } }")
     assert "errors" not in ok
     failed = await graphql(client, api_key, 'mutation { deletePal(palId: "pnope") }')
     assert failed["errors"]
     broken = await client.post("/graphql", json={"query": "{ pals { "}, headers={"x-api-key": api_key})
     assert broken.status_code == 200 and broken.json()["errors"]
-    unauthenticated = await client.post("/graphql", json={"query": "{ pals { palId } }"})
+    unauthenticated = await client.post("/graphql", json={"query": "{ pals { nodes { palId } } }"})
     assert unauthenticated.status_code == 401
     assert (await client.get("/v2/pals/psecret123", headers={"x-api-key": api_key})).status_code == 404
     assert (await client.get("/no/such/psecret456")).status_code == 404

@@ -169,7 +169,7 @@ async def test_api_smtp_and_worker_each_serve_their_metrics(clean_db, redis_queu
 
         # The API: GraphQL over HTTP, then a subscription over a websocket.
         async with httpx.AsyncClient(base_url=procs.api, headers={"x-api-key": key}, timeout=10) as http:
-            answer = await http.post("/graphql", json={"query": "{ pals { palId } }"})
+            answer = await http.post("/graphql", json={"query": "{ pals { nodes { palId } } }"})
             assert answer.status_code == 200 and "errors" not in answer.json()
         api = await procs.scrape(procs.api)
         assert api.value("pal_graphql_request_duration_seconds_count", operation_type="query", result="ok") == 1
@@ -181,7 +181,7 @@ async def test_api_smtp_and_worker_each_serve_their_metrics(clean_db, redis_queu
             await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": key}}))
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-                "query": "subscription($p: String!) { palEvents(palId: $p) { __typename } }",
+                "query": "subscription($p: ID!) { palEvents(palId: $p) { __typename } }",
                 "variables": {"p": pal["pal_id"]}}}))
             assert json.loads(await ws.recv())["type"] == "next"
             api = await procs.scrape(procs.api)
