@@ -284,7 +284,7 @@ async def test_replies_and_webhooks_are_rows_of_one_outbox(account, receiver, al
 
 
 async def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_at_most_one(account, receiver,
-                                                                                   allow_loopback):
+                                                                                   allow_loopback, redis_queue):
     """The real worker process (python -m app worker) sends; it is SIGKILLed while a request is
     in flight. Afterwards every event is delivered, in order, and only that one twice."""
     receiver.mode = "block"
@@ -315,30 +315,36 @@ async def test_a_worker_killed_mid_send_loses_nothing_and_duplicates_at_most_one
     assert len(ids) - len(set(ids)) == 1 and all(r.verified for r in receiver.received)
 
 
-async def test_a_worker_stopped_with_sigterm_finishes_what_it_is_sending(account, receiver, allow_loopback):
-    """A restart (SIGTERM) lets the request in flight end and records it: nothing stays leased."""
+async def test_a_worker_stopped_with_sigterm_finishes_what_it_is_sending(account, receiver, allow_loopback, redis_queue):
+    """A restart (SIGTERM) lets the request in flight end and records it: nothing stays leased.
+    (redis_queue: an empty queue, so no job left by an earlier test keeps the worker busy.)"""
     receiver.mode = "block"
     anna = await make_pal(account, "Anna")
     await subscribe(account, receiver)
     await join_events(anna, 1)
     env = {**os.environ, "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    exited_in = None
     try:
         await asyncio.wait_for(receiver.arrived.wait(), 30)
         worker.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
         receiver.release.set()  # the receiver answers only now, after the signal
-        for _ in range(100):
+        start = time.monotonic()
+        for _ in range(300):
             if worker.poll() is not None:
+                exited_in = time.monotonic() - start
                 break
             await asyncio.sleep(0.1)
     finally:
         if worker.poll() is None:
             worker.kill()
-            worker.wait(10)
+        _, err = worker.communicate(timeout=10)
     row = await Delivery.select().first()
-    assert row["status"] == "sent" and row["lease_until"] is None and len(receiver.received) == 1
+    tail = err.decode(errors="replace")[-3000:]
+    assert exited_in is not None, f"the worker did not exit within 30 s of SIGTERM:\n{tail}"
+    assert row["status"] == "sent" and row["lease_until"] is None and len(receiver.received) == 1, (row, tail)
 
 
 def _certificate(tmp_path, name: str) -> tuple[str, str]:
