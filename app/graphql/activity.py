@@ -117,13 +117,19 @@ class Join:
     reason_detail: str | None = strawberry.field(description=REASON_DETAIL)
     plan_version: int
     updated_at: DateTime
-    history: list[StatusChange] | None = None
+    preloaded_history: strawberry.Private[list[dict[str, Any]] | None] = None
 
     @classmethod
     def from_view(cls, view: dict[str, Any]) -> "Join":
-        history = [_build(StatusChange, _with_reason(h)) for h in view["history"]] if "history" in view else None
         meeting = _build(MeetingRef, view) if view.get("event_id") is not None else None
-        return _build(cls, dict(_with_reason(view), history=history, meeting=meeting))
+        return _build(cls, dict(_with_reason(view), preloaded_history=view.get("history"), meeting=meeting))
+
+    @strawberry.field(description="Every status the join passed through, oldest first (batched per request).")
+    async def history(self, info: Info) -> list[StatusChange]:
+        views = self.preloaded_history
+        if views is None:
+            views = await info.context.loaders().histories.load(int(self.id))
+        return [_build(StatusChange, _with_reason(h)) for h in views]
 
 
 @strawberry.type(description="An action item of the meeting's notes.")

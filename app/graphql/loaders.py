@@ -19,7 +19,7 @@ from strawberry.dataloader import DataLoader
 from app.clock import utcnow
 from app.domain.paging import Page
 from app.services.events import events_pages
-from app.services.joins import joins_pages
+from app.services.joins import histories, joins_pages
 from app.services.meetings import meetings_pages
 
 # (account id, pal id, page arguments...) -> Page
@@ -57,8 +57,13 @@ async def _meetings(account_id: int, pal_ids: list[str], args: tuple[Any, ...]) 
 
 
 async def _events(account_id: int, pal_ids: list[str], args: tuple[Any, ...]) -> dict[str, Page]:
-    first, after = args
-    return await events_pages(account_id, pal_ids, first=first, after=after)
+    first, after, newest_first = args
+    return await events_pages(account_id, pal_ids, first=first, after=after, newest_first=newest_first)
+
+
+async def _histories(join_pks: list[int]) -> list[list[dict[str, Any]]]:
+    found = await histories(join_pks)
+    return [found[pk] for pk in join_pks]
 
 
 class Loaders:
@@ -68,3 +73,4 @@ class Loaders:
         self.joins: DataLoader[Key, Page] = DataLoader(load_fn=_batched(_joins), cache=False)
         self.meetings: DataLoader[Key, Page] = DataLoader(load_fn=_batched(_meetings), cache=False)
         self.events: DataLoader[Key, Page] = DataLoader(load_fn=_batched(_events), cache=False)
+        self.histories: DataLoader[int, list[dict[str, Any]]] = DataLoader(load_fn=_histories, cache=False)

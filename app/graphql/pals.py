@@ -134,9 +134,11 @@ class Pal:
         page = await info.context.loaders().joins.load((self.account_id, self.pal_id, first, after, upcoming))
         return Connection.of(page, Join.from_view)
 
-    @strawberry.field(description=f"The event log, oldest first; `first` 1-{MAX_PAGE} (default {DEFAULT_PAGE}).")
-    async def events(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[PalEvent]:
-        page = await info.context.loaders().events.load((self.account_id, self.pal_id, first, after))
+    @strawberry.field(description=f"The event log, oldest first (newest first with `newestFirst`: the recent "
+                                  f"log); `first` 1-{MAX_PAGE} (default {DEFAULT_PAGE}).")
+    async def events(self, info: Info, first: int | None = None, after: str | None = None,
+                     newest_first: bool = False) -> Connection[PalEvent]:
+        page = await info.context.loaders().events.load((self.account_id, self.pal_id, first, after, newest_first))
         return Connection.of(page, PalEvent.from_view)
 
 

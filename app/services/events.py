@@ -81,12 +81,15 @@ async def last_event_id(pal_pk: int) -> int | None:
 
 
 async def events_pages(account_id: int, pal_ids: list[str], *, first: object = None, after: object = None,
-                       names: tuple[str, str] = ("first", "after")) -> dict[str, Page]:
-    """A page of the event log for each of the account's PALs, oldest first (one query for all)."""
+                       names: tuple[str, str] = ("first", "after"), newest_first: bool = False) -> dict[str, Page]:
+    """A page of the event log for each of the account's PALs, oldest first, or newest first
+    (the recent log; its cursors are of their own kind), in one query for all."""
     size = page_size(first, field=names[0])
-    key = decode_cursor(after, "events", (int,), field=names[1])
-    where, args = ("", ()) if key is None else (" AND t.id > {}", key)
+    kind = "recent-events" if newest_first else "events"
+    key = decode_cursor(after, kind, (int,), field=names[1])
+    where, args = ("", ()) if key is None else (" AND t.id < {}" if newest_first else " AND t.id > {}", key)
     grouped = await first_rows_per_pal(PalEvent, account_id, pal_ids, select="t.id, t.kind, t.payload, t.created_at",
-                                       order="t.id", first=size, where=where, args=args)
-    return {pal_id: page_of(rows, size, lambda r: encode_cursor("events", r["id"])).map(
+                                       order="t.id DESC" if newest_first else "t.id", first=size, where=where,
+                                       args=args)
+    return {pal_id: page_of(rows, size, lambda r: encode_cursor(kind, r["id"])).map(
         lambda r: event_view(r, pal_id)) for pal_id, rows in grouped.items()}

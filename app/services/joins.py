@@ -329,9 +329,20 @@ async def get_join(account_id: int, join_pk: int) -> dict[str, Any]:
         (Join.id == join_pk) & (Join.pal.account == account_id)).first()
     if row is None:
         raise NotFound(f"Join {join_pk} not found.", field="join_id")
-    history = await JoinStatusChange.select().where(JoinStatusChange.join == join_pk).order_by(JoinStatusChange.id)
-    return {**join_view(row), "pal_id": row["pal_id"],
-            "history": [{"status": h["status"], "reason": h["reason"], "at": iso_z(h["at"])} for h in history]}
+    return {**join_view(row), "pal_id": row["pal_id"], "history": (await histories([join_pk]))[join_pk]}
+
+
+async def histories(join_pks: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Every status each join passed through, oldest first, for many joins in one query.
+    The caller has checked that the joins are the account's (they come from its own lists)."""
+    found: dict[int, list[dict[str, Any]]] = {pk: [] for pk in join_pks}
+    if not join_pks:
+        return found
+    rows = await JoinStatusChange.select().where(JoinStatusChange.join.is_in(list(join_pks))).order_by(
+        JoinStatusChange.id)
+    for h in rows:
+        found[h["join"]].append({"status": h["status"], "reason": h["reason"], "at": iso_z(h["at"])})
+    return found
 
 
 # The two orders a PAL's joins are listed in: newest first (all), soonest first (upcoming only).

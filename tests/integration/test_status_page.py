@@ -106,8 +106,8 @@ async def test_worker_state_change_appears_live(tab, api_key, other_api_key):
     await worker_process(status(join_id, "left"))
     await wait_for(tab, joins_of(anna.pal_id, "live"), [])
     assert await js(tab, "window.__sameDocument === true") is True  # updated in place, never reloaded
-    log = await js(tab, f"[...document.querySelectorAll('#pal-{anna.pal_id} ul.log li')].map(li => li.textContent)")
-    assert [line.split(" ")[1] for line in log] == ["LEFT", "IN_CALL", "JOINING"]
+    await wait_for(tab, f"[...document.querySelectorAll('#pal-{anna.pal_id} ul.log li')].map(li => li.dataset.kind)",
+                   ["LEFT", "IN_CALL", "JOINING"])  # newest first
 
 
 async def test_wrong_key_is_reported(tab):
