@@ -152,15 +152,23 @@ class Participant:
 
     # --- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
+        next_tick = self.clock()
         while True:
             try:
-                kind, value = await asyncio.wait_for(self.inbox.get(), TICK_SECONDS)
+                kind, value = await asyncio.wait_for(self.inbox.get(), max(0.0, next_tick - self.clock()))
             except TimeoutError:
                 kind, value = "tick", None
-            try:
-                self._act(self._decide(kind, value))
-            except Exception:  # a bug here must not take the bot down with it
-                log.exception("conversation %s: participant step failed", self.conversation_id)
+            # The meeting's audio arrives every few tens of ms, so the clock's turn (a turn that
+            # ended, a pause after a question) must come on time whatever else is queued.
+            steps = [(kind, value)] if kind != "tick" else []
+            if self.clock() >= next_tick:
+                next_tick = self.clock() + TICK_SECONDS
+                steps.append(("tick", None))
+            for step in steps:
+                try:
+                    self._act(self._decide(*step))
+                except Exception:  # a bug here must not take the bot down with it
+                    log.exception("conversation %s: participant step failed", self.conversation_id)
 
     def _decide(self, kind: str, value: Any) -> Decision | None:
         now = self.clock()

@@ -368,3 +368,34 @@ async def test_loud_meeting_audio_stops_the_answer_before_any_caption(full_pal, 
         loop.cancel()
         voice.task.cancel()
     assert "Five." not in voice.said and p.stats.barge_ins == 1
+
+
+async def test_a_turn_ends_and_questions_are_answered_while_the_meeting_audio_flows(full_pal, stub) -> None:
+    """The tap sends the meeting's audio every few tens of ms: the loop's clock must still tick
+    (else a finished turn never ends, and the next question is taken for an interruption)."""
+    account, view, pk = full_pal
+    join, conv = await one_meeting(account.id, pk)
+    p = await participant_for(pk, join["id"], conv, [])
+    stub.chunks = ["Fine, thanks."]
+    voice = Voice(p)
+    loop = asyncio.create_task(p.run())
+    quiet = bytes(1600)
+
+    async def room() -> None:
+        while True:
+            p.on_audio(quiet)
+            await asyncio.sleep(0.02)
+
+    audio = asyncio.create_task(room())
+    try:
+        p.on_caption(Caption("Bob", "Anna, how are you?", True, NOW, "b1"))
+        await until(lambda: voice.said == ["Fine", "thanks."])
+        await until(lambda: not p.policy.talking, timeout=3)
+        p.on_caption(Caption("Bob", "Anna, and the budget?", False, NOW, "b2"))
+        p.on_caption(Caption("Bob", "Anna, and the budget?", True, NOW, "b2"))
+        await until(lambda: len(voice.said) == 4, timeout=5)
+    finally:
+        audio.cancel()
+        loop.cancel()
+        voice.task.cancel()
+    assert p.stats.barge_ins == 0 and voice.clears == 0
