@@ -139,7 +139,7 @@ async def amain(args: argparse.Namespace) -> None:
             participant.admitted()
 
     settings = BotSettings(extra_args=parse_browser_args(server.browser_args_env()), waiting_room_timeout=60,
-                           alone_grace=3600, poll_interval=0.5, prejoin_timeout=60)
+                           alone_grace=3600, poll_interval=0.5, prejoin_timeout=60, mic_off_after=args.mic_off_after)
     bot_mod.ChromiumSession = Spied  # type: ignore[misc]
     bot = asyncio.create_task(run_meet_bot(url, "Anna", media, settings, on_status=on_status, stop=stop,
                                            channels=channels))
@@ -202,6 +202,8 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=None, help="questions asked (default 20, quick 6)")
     ap.add_argument("--gap", type=float, default=8.0, help="seconds between questions")
     ap.add_argument("--first-token", type=float, default=0.2, help="the stub's time to first token, s")
+    ap.add_argument("--mic-off-after", type=float, default=float("inf"),
+                    help="s of silence before the PAL mutes (run_join: never, for a full PAL)")
     ap.add_argument("--wait-quiet", type=float, default=20, help="max seconds to wait for an idle machine")
     args = ap.parse_args()
     args.questions = args.questions or (6 if args.quick else 20)

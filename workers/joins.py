@@ -261,6 +261,10 @@ async def run_join(ctx: dict[str, Any], join_pk: int, plan_version: int) -> str:
         async with ctx["bot_slots"]:
             settings = dataclasses.replace(ctx.get("bot_settings") or bot_settings(), voice=media.voice,
                                            synth=synth)
+            if participant is not None:
+                # A PAL that answers keeps its mic open (silent between turns): each unmute makes
+                # Meet replace the track, and the far side then plays it up to a second late.
+                settings = dataclasses.replace(settings, mic_off_after=float("inf"))
             result = await bot(run.meeting_url, run.pal_name, media, settings,
                                on_status=on_status, leave_at=run.leave_at, stop=stop, clock=clock, **extra)
         if lost.is_set():

@@ -83,7 +83,8 @@ async def run_meet_bot(
     try:
         async with ChromiumSession(settings, media) as session:
             # SPEAK: with channels, the mic is the injected one (speak.py), managed once in the call.
-            speaker = Speaker(channels, settings.voice, synth=settings.synth) if channels is not None else None
+            speaker = Speaker(channels, settings.voice, synth=settings.synth,
+                              mic_off_after=settings.mic_off_after) if channels is not None else None
             router = CommandRouter(channels.commands) if channels is not None else None
             status_cb = on_status
             if speaker is not None:

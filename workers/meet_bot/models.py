@@ -32,6 +32,8 @@ class BotSettings:
     voice: str = "en"  # the face's espeak-ng voice, for `Say` (channels.Say)
     # Another voice for `Say` (text, voice) -> 16 kHz PCM, e.g. tts.endpoint_synth; None: espeak-ng.
     synth: Callable[[str, str], Awaitable[bytes]] | None = None
+    # The mic goes off this long after the PAL last spoke (Meet shows it muted, as a person would).
+    mic_off_after: float = 2.0
 
 
 @dataclass(frozen=True)
