@@ -35,8 +35,10 @@ from collections.abc import AsyncGenerator
 from contextlib import suppress
 from typing import Any
 
-from litestar import MediaType, Response
-from litestar.exceptions import WebSocketDisconnect
+from litestar import MediaType, Request, Response, get, post
+from litestar.background_tasks import BackgroundTasks
+from litestar.channels import ChannelsPlugin
+from litestar.exceptions import NotFoundException, ValidationException, WebSocketDisconnect
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
@@ -45,6 +47,7 @@ from strawberry.types.unset import UNSET
 from app import outages
 from app.config import get_settings
 from app.domain.errors import Unauthenticated
+from app.graphql.context import Context
 from app.services.accounts import authenticate_until
 
 log = logging.getLogger(__name__)
@@ -248,11 +251,39 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             await self.websocket.close(4403, "API key revoked")
 
 
+def _http_context(request: Request) -> Context:
+    """The context of one HTTP operation, built without Litestar's dependency injection.
+
+    Strawberry's controller asks Litestar for four dependencies per request; Litestar resolves
+    them in an anyio task group (three tasks) and builds the sub-response in a worker thread
+    (`sync_to_thread=True`). That was ~30 % of a `pal(palId)` request's CPU (bench/api_bench.py,
+    docs/benchmarks.md). The context is the same one `context_getter` builds for websockets.
+    """
+    sub_response: Response = Response({}, background=BackgroundTasks([]))
+    # Per request, not on the controller: Strawberry keeps it in `self.temporal_response`, one
+    # attribute shared by every request in flight, so one request could read another's.
+    request.scope["graphql_sub_response"] = sub_response  # type: ignore[typeddict-unknown-key]
+    return Context(api_key=request.headers.get("x-api-key"), channels=request.app.plugins.get(ChannelsPlugin),
+                   request=request, response=sub_response)
+
+
 class GuardedGraphQLController:
     """Mixed in before the controller that strawberry's make_graphql_controller builds (app/asgi.py)."""
 
     websocket_adapter_class = BoundedWebSocketAdapter
     graphql_transport_ws_handler_class = GuardedTransportWSHandler
+
+    # The same routes as Strawberry's, minus the per-request dependency injection (see _http_context).
+    @get(raises=[ValidationException, NotFoundException])
+    async def handle_http_get(self, request: Request[Any, Any, Any]) -> Response:
+        return await self.execute_request(request, _http_context(request), None)
+
+    @post(status_code=200)
+    async def handle_http_post(self, request: Request[Any, Any, Any]) -> Response:
+        return await self.execute_request(request, _http_context(request), None)
+
+    async def get_sub_response(self, request: Request[Any, Any, Any]) -> Response:
+        return request.scope["graphql_sub_response"]  # type: ignore[typeddict-item]
 
     def decode_json(self, data: str | bytes) -> object:
         try:
