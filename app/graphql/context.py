@@ -26,6 +26,8 @@ class Context(BaseContext, kw_only=True):
     # Websockets: the place this connection holds among those not yet authenticated
     # (app.graphql.transport), given back on connection_ack or close.
     pending_slot: Any = None
+    # Websockets: the multiplexing hook of one palEvents operation (app.graphql.multiplex), or None.
+    live: Any = None
 
     async def account(self) -> AccountRef:
         if self.account_ref is None:

@@ -31,6 +31,7 @@ import logging
 import random
 import time
 import weakref
+from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import suppress
 from typing import Any
@@ -39,15 +40,22 @@ from litestar import MediaType, Request, Response, get, post
 from litestar.background_tasks import BackgroundTasks
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import NotFoundException, ValidationException, WebSocketDisconnect
+import msgspec
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.litestar.controller import LitestarWebSocketAdapter
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,
+)
 from strawberry.types.unset import UNSET
+from strawberry.utils.aio import aclosing
 
 from app import outages
 from app.config import get_settings
 from app.domain.errors import Unauthenticated
 from app.graphql.context import Context
+from app.graphql.multiplex import Member
 from app.services.accounts import authenticate_until
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,10 @@ RECHECK_RETRY_SECONDS = 2.0  # after PostgreSQL failed to answer
 # RFC 6455 "Try Again Later": PostgreSQL or Redis is down (app/outages.py).
 TRY_AGAIN_LATER = 1013
 UNAVAILABLE_REASON = "Service temporarily unavailable; reconnect later and resubscribe with after=<last event id>"
+# Live frames queued for one socket; a socket this far behind is closed (TRY_AGAIN_LATER) instead
+# of holding up the others or growing without bound. It resubscribes with `after`.
+MAX_OUTBOX = 1000
+TOO_SLOW_REASON = "Too slow to read its events; reconnect and resubscribe with after=<last event id>"
 
 
 class PendingSockets:
@@ -168,6 +180,97 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
         super().__init__(*args, **kwargs)
         self._key_watch: asyncio.Task | None = None
         self.loop = asyncio.get_running_loop()
+        # Multiplexed palEvents operations (app/graphql/multiplex.py) and the live frames their
+        # groups queued for this socket, written by one writer task that exists only while busy.
+        self._members: dict[str, Member] = {}
+        self._outbox: deque[str] = deque()
+        self._writer: asyncio.Task | None = None
+        self._closing = False
+
+    # --- multiplexed palEvents ---------------------------------------------------------------
+
+    async def run_operation(self, operation: Operation) -> None:
+        """Strawberry's operation task; a palEvents operation stays open after its history is sent."""
+        member = Member(self, operation.id, operation.query, operation.variables, operation.operation_name)
+        self._members[operation.id] = member
+        live = False
+        try:
+            context = msgspec.structs.replace(self.context, live=member)
+            result_source = await self.schema.stream(
+                operation.query, variable_values=operation.variables, context_value=context,
+                root_value=self.root_value, operation_name=operation.operation_name)
+            async with aclosing(result_source):
+                await self._send_result_stream(operation, result_source)
+            if member.group is not None and not operation.completed and operation.id in self.operations:
+                member.go_live(member.high)  # from now on its group sends its events
+                live = True
+                return
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except _OperationStreamClosed:
+            return
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
+        finally:
+            if not live:
+                self._forget_member(operation.id)
+
+    def _forget_member(self, operation_id: str) -> None:
+        member = self._members.pop(operation_id, None)
+        if member is not None:
+            member.leave()
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        self._forget_member(operation_id)
+        await super().cleanup_operation(operation_id)
+
+    async def end_operation(self, operation_id: str, message: dict[str, Any]) -> None:
+        """The group of a live operation ended: tell the client, and free the operation id."""
+        self._forget_member(operation_id)
+        operation = self.operations.get(operation_id)
+        if operation is not None:
+            await operation.send_operation_message(message)  # type: ignore[arg-type]
+
+    def enqueue(self, frame: str) -> None:
+        """Queue one live frame; never waits, so one slow socket cannot hold up a fan-out."""
+        if self._closing:
+            return
+        if len(self._outbox) >= MAX_OUTBOX:
+            self.too_slow()
+            return
+        self._outbox.append(frame)
+        if self._writer is None:
+            self._writer = self.loop.create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            send = self.websocket.ws.send_data  # type: ignore[attr-defined]
+            while self._outbox:
+                await send(self._outbox.popleft())
+        except Exception:  # the socket is gone: its reader ends the operations
+            self._outbox.clear()
+        finally:
+            self._writer = None
+
+    def too_slow(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._outbox.clear()
+        log.info("graphql websocket: %d live frames behind; closing %d", MAX_OUTBOX, TRY_AGAIN_LATER)
+        task = self.loop.create_task(self._close_too_slow())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    async def _close_too_slow(self) -> None:
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        _SOCKETS.discard(self)
+        with suppress(Exception):
+            await self.websocket.close(TRY_AGAIN_LATER, TOO_SLOW_REASON)
 
     async def handle_connection_init(self, message: Any) -> None:
         if outages.is_down():
@@ -192,6 +295,8 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
 
     async def shutdown(self) -> None:
         _SOCKETS.discard(self)
+        self._closing = True
+        self._outbox.clear()
         watch = self._key_watch
         if watch is not None and watch is not asyncio.current_task():
             watch.cancel()
