@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from app.services.events import events_page
+
 if TYPE_CHECKING:
     from litestar.channels import ChannelsPlugin
 
@@ -37,6 +39,38 @@ log = logging.getLogger(__name__)
 
 # Live frames a member in the middle of its history may hold back (then its socket is too slow).
 MAX_PENDING = 1000
+# Sent to every subscriber after the Redis connection came back: "you may have missed events".
+RESYNC = b'{"resync": true}'
+REPLAY_PAGE = 500
+# A reconnecting client gets at most this many missed events; the snapshot covers the rest.
+REPLAY_MAX = 5000
+
+
+def decode_event(raw: bytes) -> dict[str, Any] | None:
+    """One event from the PAL's channel, or None if it is not one."""
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        log.warning("live events: dropped a message that is not JSON: %r", raw[:100])
+        return None
+    if isinstance(event, dict) and isinstance(event.get("id"), int):
+        return event
+    return None
+
+
+async def missed_events(pal_pk: int, pal_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    """The PAL's events after `after` from PostgreSQL, oldest first, at most REPLAY_MAX."""
+    sent = 0
+    while sent < REPLAY_MAX:
+        views, more = await events_page(pal_pk, pal_id, after=after, first=min(REPLAY_PAGE, REPLAY_MAX - sent))
+        for view in views:
+            yield view
+        sent += len(views)
+        if not more or not views:
+            return
+        after = views[-1]["id"]
+
+
 
 
 class Socket(Protocol):
@@ -52,12 +86,13 @@ class Socket(Protocol):
 class Member:
     """One subscriber's place in a group: the events its own history already sent, and its high mark."""
 
-    __slots__ = ("socket", "operation_id", "query", "variables", "operation_name", "prefix", "group", "sent",
-                 "high", "pending", "catch_up")
+    __slots__ = ("socket", "schema", "operation_id", "query", "variables", "operation_name", "prefix", "group",
+                 "sent", "high", "pending", "catch_up")
 
-    def __init__(self, socket: Socket, operation_id: str, query: str, variables: dict[str, Any] | None,
-                 operation_name: str | None) -> None:
+    def __init__(self, socket: Socket, schema: Any, operation_id: str, query: str,
+                 variables: dict[str, Any] | None, operation_name: str | None) -> None:
         self.socket = socket
+        self.schema = schema
         self.operation_id = operation_id
         self.query = query
         self.variables = variables
@@ -139,6 +174,7 @@ class Group:
         self.key = key
         self.channel = channel
         self.pal_pk, self.pal_id = pal_pk, pal_id
+        self.schema = first.schema
         self.query, self.variables, self.operation_name = first.query, first.variables, first.operation_name
         self.feed = Feed()
         # The group's context: the first member's account and key, no socket of its own.
@@ -164,14 +200,11 @@ class Group:
             self._task.cancel()
 
     async def _run(self) -> None:
-        from app.graphql.schema import schema
-        from app.graphql.subscriptions import RESYNC, decode_event
-
         plugin: ChannelsPlugin = self.context.channels
         try:
             async with plugin.start_subscription([self.channel]) as subscriber:
                 self._listening.set()
-                self._stream = await schema.subscribe(self.query, variable_values=self.variables,
+                self._stream = await self.schema.subscribe(self.query, variable_values=self.variables,
                                                       context_value=self.context, operation_name=self.operation_name)
                 try:
                     async for raw in subscriber.iter_events():
@@ -227,8 +260,6 @@ class Group:
             task.add_done_callback(_BACKGROUND.discard)
 
     async def _catch_up(self, floors: dict[Member, int]) -> None:
-        from app.graphql.subscriptions import missed_events
-
         try:
             async for view in missed_events(self.pal_pk, self.pal_id, min(floors.values())):
                 async with self._lock:

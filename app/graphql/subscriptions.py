@@ -30,23 +30,17 @@ from app.domain.errors import ValidationFailed
 from app.graphql.activity import Conversation, Join, TranscriptEntry
 from app.graphql.context import Info
 from app.graphql.events import PalEvent, PalSnapshot, PalStreamItem
-from app.graphql.multiplex import Feed, Member
+from app.graphql.multiplex import RESYNC, Feed, Member, decode_event, missed_events
 from app.services.conversations import get_conversation
 from app.domain.join_state import status_of_event
 from app.keys import conversation_events_channel
 from app.keys import pal_events_channel as channel
 from app.services import conversations as conversation_service
-from app.services.events import events_page
 from app.services.joins import current_state, get_join
 from app.services.pals import owned_pal_pk
 
 log = logging.getLogger(__name__)
 
-# Sent to every subscriber after the Redis connection came back: "you may have missed events".
-RESYNC = b'{"resync": true}'
-REPLAY_PAGE = 500
-# A reconnecting client gets at most this many missed events; the snapshot covers the rest.
-REPLAY_MAX = 5000
 # Per-subscriber buffer; a client this far behind loses the oldest and can page the log.
 MAX_BACKLOG = 1000
 
@@ -166,18 +160,6 @@ async def _live(info: Info, name: str) -> AsyncIterator[AsyncIterator[dict[str, 
         yield _decode(subscriber.iter_events())
 
 
-def decode_event(raw: bytes) -> dict[str, Any] | None:
-    """One event from the PAL's channel, or None if it is not one."""
-    try:
-        event = json.loads(raw)
-    except ValueError:
-        log.warning("live events: dropped a message that is not JSON: %r", raw[:100])
-        return None
-    if isinstance(event, dict) and isinstance(event.get("id"), int):
-        return event
-    return None
-
-
 async def _decode(raw_events: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any] | None]:
     async for raw in raw_events:
         if raw == RESYNC:
@@ -197,19 +179,6 @@ def _about(event: dict[str, Any] | None, *, join_id: int | None, conversation_id
         return False
     return (join_id is not None and payload.get("join_id") == join_id) or (
         conversation_id is not None and payload.get("conversation_id") == conversation_id)
-
-
-async def missed_events(pal_pk: int, pal_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
-    """The PAL's events after `after` from PostgreSQL, oldest first, at most REPLAY_MAX."""
-    sent = 0
-    while sent < REPLAY_MAX:
-        views, more = await events_page(pal_pk, pal_id, after=after, first=min(REPLAY_PAGE, REPLAY_MAX - sent))
-        for view in views:
-            yield view
-        sent += len(views)
-        if not more or not views:
-            return
-        after = views[-1]["id"]
 
 
 async def pal_events(info: Info, pal_id: str, after: int | None = None) -> AsyncGenerator[PalStreamItem, None]:
