@@ -219,17 +219,83 @@ def _direct_writer(send: Any) -> _DirectWriter | None:
     return None
 
 
+def _drop_handshake(send: Any) -> None:
+    """Let go of the handshake's request and response that uvicorn keeps for the socket's life (~6 KiB)."""
+    direct = _direct_writer(send)
+    if direct is not None and getattr(direct.protocol, "handshake_complete", True):
+        with suppress(AttributeError):
+            direct.protocol.request = direct.protocol.response = None
+
+
+class KeyWatch:
+    """One re-check of an API key for all of this process's sockets that use it.
+
+    Each socket used to run its own task for this (~2 KiB each); they all asked the same
+    cache, so one task per key does the same: when the key's cache entry expires it is
+    checked again, and once it is no longer valid every socket that uses it is closed 4403.
+    """
+
+    _watches: "dict[tuple[Any, str | None], KeyWatch]" = {}
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+        self.sockets: "weakref.WeakSet[GuardedTransportWSHandler]" = weakref.WeakSet()
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def follow(cls, handler: "GuardedTransportWSHandler") -> None:
+        slot = (handler.loop, handler.context.api_key)
+        watch = cls._watches.get(slot)
+        if watch is None:
+            watch = cls._watches[slot] = KeyWatch(handler.context.api_key)
+            watch.task = handler.loop.create_task(watch.run(slot))
+        watch.sockets.add(handler)
+
+    @classmethod
+    def forget(cls, handler: "GuardedTransportWSHandler") -> None:
+        slot = (handler.loop, handler.context.api_key)
+        watch = cls._watches.get(slot)
+        if watch is None:
+            return
+        watch.sockets.discard(handler)
+        if not watch.sockets:
+            del cls._watches[slot]
+            if watch.task is not None and watch.task is not asyncio.current_task():
+                watch.task.cancel()
+
+    async def run(self, slot: tuple[Any, str | None]) -> None:
+        try:
+            while self.sockets:
+                try:
+                    _, until = await authenticate_until(self.key)
+                except Unauthenticated:
+                    for handler in list(self.sockets):
+                        task = handler.loop.create_task(handler._revoke())
+                        _CLOSING.add(task)
+                        task.add_done_callback(_CLOSING.discard)
+                    return
+                except Exception as exc:
+                    if not outages.report(exc):  # an outage is logged once, by app/outages.py
+                        log.warning("graphql websocket: could not re-check the API key; retrying", exc_info=True)
+                    until = time.monotonic() + RECHECK_RETRY_SECONDS
+                delay = max(until - time.monotonic(), MIN_RECHECK_SECONDS)
+                await asyncio.sleep(delay + random.uniform(0, RECHECK_JITTER_SECONDS))
+        finally:
+            if self._watches.get(slot) is self:
+                del self._watches[slot]
+
+
 class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with the key re-checked per operation and on every cache expiry."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._key_watch: asyncio.Task | None = None
+        self._watched = False  # followed by the KeyWatch of its key once acknowledged
         self.loop = asyncio.get_running_loop()
         # Multiplexed palEvents operations (app/graphql/multiplex.py) and the live frames their
         # groups queued for this socket, written by one writer task that exists only while busy.
         self._members: dict[str, Member] = {}
-        self._outbox: deque[str] = deque()
+        self._outbox: deque[str] | None = None  # created when first needed (~0.75 KiB per socket)
         self._writer: asyncio.Task | None = None
         self._direct: Any = UNSET  # _DirectWriter, or None when the server is not uvicorn's sans-I/O one
         self._closing = False
@@ -296,6 +362,8 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             elif not direct.write(frame):
                 self._closing = True
             return
+        if self._outbox is None:
+            self._outbox = deque()
         if len(self._outbox) >= MAX_OUTBOX:
             self.too_slow()
             return
@@ -309,7 +377,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             while self._outbox:
                 await send(self._outbox.popleft())
         except Exception:  # the socket is gone: its reader ends the operations
-            self._outbox.clear()
+            self._outbox = None
         finally:
             self._writer = None
 
@@ -317,7 +385,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
         if self._closing:
             return
         self._closing = True
-        self._outbox.clear()
+        self._outbox = None
         log.info("graphql websocket: %d live frames behind; closing %d", MAX_OUTBOX, TRY_AGAIN_LATER)
         task = self.loop.create_task(self._close_too_slow())
         _CLOSING.add(task)
@@ -341,10 +409,12 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
                 raise
             await self._close_unavailable()
             return
-        if self.connection_acknowledged and self._key_watch is None:
+        if self.connection_acknowledged and not self._watched:
             _release_slot(self.context)
             _SOCKETS.add(self)
-            self._key_watch = asyncio.create_task(self._watch_key())
+            self._watched = True
+            KeyWatch.follow(self)
+            _drop_handshake(self.websocket.ws.send)  # type: ignore[attr-defined]
 
     async def handle_subscribe(self, message: Any) -> None:
         if self.connection_acknowledged and not await self._key_still_valid(message["id"]):
@@ -354,12 +424,9 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
     async def shutdown(self) -> None:
         _SOCKETS.discard(self)
         self._closing = True
-        self._outbox.clear()
-        watch = self._key_watch
-        if watch is not None and watch is not asyncio.current_task():
-            watch.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await watch
+        self._outbox = None
+        if self._watched:
+            KeyWatch.forget(self)
         _release_slot(self.context)
         await super().shutdown()
 
@@ -378,21 +445,6 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             await self.send_message({"id": operation_id, "type": "error", "payload": [{  # type: ignore[typeddict-item]
                 "message": "Could not check the API key; try again.", "extensions": {"code": code}}]})
             return False
-
-    async def _watch_key(self) -> None:
-        key = self.context.api_key
-        while True:
-            try:
-                _, until = await authenticate_until(key)
-            except Unauthenticated:
-                await self._revoke()
-                return
-            except Exception as exc:
-                if not outages.report(exc):  # an outage is logged once, by app/outages.py
-                    log.warning("graphql websocket: could not re-check the API key; retrying", exc_info=True)
-                until = time.monotonic() + RECHECK_RETRY_SECONDS
-            delay = max(until - time.monotonic(), MIN_RECHECK_SECONDS)
-            await asyncio.sleep(delay + random.uniform(0, RECHECK_JITTER_SECONDS))
 
     async def unavailable(self) -> None:
         """An outage was declared: end the operations and close 1013 (the client resubscribes later)."""
