@@ -53,7 +53,9 @@ from graphql import (
 )
 from graphql.validation.validate import ValidationAbortedError
 from graphql.validation.rules import overlapping_fields_can_be_merged
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions.parser_cache import _get_parse_cache
+from strawberry.extensions.validation_cache import _get_validate_cache
 
 from app.config import Settings, get_settings
 from app.graphql.events import MAX_PAGE
@@ -386,5 +388,14 @@ class BoundedValidation(ValidationCache):
 
 def limit_extensions() -> list[Any]:
     """The schema's extension factories; the limits are read from the settings per operation."""
-    return [lambda: BoundedParser(QueryLimits.from_settings()),
-            lambda: BoundedValidation(QueryLimits.from_settings())]
+    return [lambda: BoundedDocument(QueryLimits.from_settings())]
+
+
+class BoundedDocument(BoundedParser, BoundedValidation):
+    """Both steps in one extension: one object and one set of hooks per operation, not two."""
+
+    def __init__(self, limits: QueryLimits, maxsize: int = 256) -> None:  # noqa: D107
+        SchemaExtension.__init__(self)
+        self.limits = limits
+        self.cached_parse_document = _get_parse_cache(maxsize)
+        self.cached_validate_document = _get_validate_cache(maxsize)
