@@ -6,8 +6,8 @@ few client processes, then publishes events on the PAL's Redis channel exactly a
 record_event does and measures, per subscriber, publish -> `next` received.
 Prints fan-out latency p50/p99/max and the API process's RSS per subscriber.
 
-Loopback only, bounded (--timeout), stops by itself. Uses its own database
-(pal_bench) and Redis database 13 on the local servers.
+Loopback only, bounded (--timeout), stops by itself. Uses BENCH_DATABASE_URL and
+BENCH_REDIS_URL if set, else the database pal_bench and Redis database 13 on the local servers.
 
     .venv/bin/python bench/ws_fanout_bench.py [--sizes 1000,10000] [--clients 4] [--events 5] [--deflate]
 """
@@ -101,9 +101,11 @@ def free_port() -> int:
 def bench_env() -> dict[str, str]:
     base_db = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/pal")
     base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # BENCH_DATABASE_URL / BENCH_REDIS_URL as in the other scripts (bench/README.md).
     env = dict(os.environ,
-               DATABASE_URL=urlunparse(urlparse(base_db)._replace(path="/pal_bench")),
-               REDIS_URL=urlunparse(urlparse(base_redis)._replace(path="/13")))
+               DATABASE_URL=os.environ.get("BENCH_DATABASE_URL")
+               or urlunparse(urlparse(base_db)._replace(path="/pal_bench")),
+               REDIS_URL=os.environ.get("BENCH_REDIS_URL") or urlunparse(urlparse(base_redis)._replace(path="/13")))
     for url in (env["DATABASE_URL"], env["REDIS_URL"]):
         if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
             raise SystemExit(f"loopback only, not {url}")
@@ -136,7 +138,9 @@ async def start_api(env: dict[str, str], port: int) -> asyncio.subprocess.Proces
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "uvicorn", "app.asgi:create_app", "--factory", "--host", "127.0.0.1",
         "--port", str(port), "--log-level", "warning", "--backlog", "4096", cwd=ROOT,
-        env=dict(env, MAX_SUBSCRIPTIONS_PER_CONNECTION="4"))
+        env=dict(env, MAX_SUBSCRIPTIONS_PER_CONNECTION="4",
+                 # the clients open up to 200 handshakes at once (more than the default allows)
+                 MAX_UNAUTHENTICATED_WEBSOCKETS="1000"))
     async with httpx.AsyncClient() as http:
         for _ in range(300):
             try:

@@ -30,6 +30,8 @@ class Context(BaseContext, kw_only=True):
     # The request's DataLoaders (app/graphql/loaders.py), made on first use: most
     # operations never list nested joins or meetings and should not pay for them.
     data_loaders: Any = None
+    # Websockets: the multiplexing hook of one palEvents operation (app.graphql.multiplex), or None.
+    live: Any = None
 
     async def account(self) -> AccountRef:
         if self.account_ref is None:
@@ -43,8 +45,11 @@ class Context(BaseContext, kw_only=True):
 
 
 async def context_getter(request: Request, channels: ChannelsPlugin) -> Context:
-    # Over websockets Litestar hands us the WebSocket here; the key arrives later,
-    # in connection_init (see authorize_connection).
+    # Over websockets Litestar hands us the WebSocket here; the key arrives later, in
+    # connection_init (see authorize_connection). Not parsing its headers keeps Litestar
+    # from caching a parsed copy for the socket's whole life (~1.7 KiB per subscriber).
+    if request.scope["type"] == "websocket":
+        return Context(channels=channels)
     return Context(api_key=request.headers.get("x-api-key"), channels=channels)
 
 
@@ -66,6 +71,7 @@ async def authorize_connection(context: Context) -> None:
     except Unauthenticated as exc:
         raise ConnectionRejectionError({"message": exc.message}) from exc
     context.api_key = key
+    context.connection_params = None  # read once; not kept for the socket's life
 
 
 Info = strawberry.Info[Context, None]

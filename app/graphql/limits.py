@@ -28,6 +28,7 @@ each) runs ~1 s of CPU in slices under ~80 ms (garbage collection aside).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,9 @@ from graphql import (
 )
 from graphql.validation.validate import ValidationAbortedError
 from graphql.validation.rules import overlapping_fields_can_be_merged
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions.parser_cache import _get_parse_cache
+from strawberry.extensions.validation_cache import _get_validate_cache
 
 from app.config import Settings, get_settings
 from app.domain.paging import DEFAULT_PAGE, MAX_PAGE
@@ -94,6 +97,16 @@ class QueryLimits:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "QueryLimits":
         s = settings or get_settings()
+        cached = _LIMITS_OF.get(id(s))
+        if cached is not None and cached[0] is s:  # Settings is frozen: one QueryLimits per instance
+            return cached[1]
+        limits = cls._build(s)
+        _LIMITS_OF.clear()  # settings change only in tests; keep one
+        _LIMITS_OF[id(s)] = (s, limits)
+        return limits
+
+    @classmethod
+    def _build(cls, s: Settings) -> "QueryLimits":
         sizes = {key: getattr(s, size[0], size[1]) if isinstance(size, tuple) else size
                  for key, size in LIST_SIZES.items()}
         return cls(s.graphql_max_query_length, s.graphql_max_tokens, s.graphql_max_aliases,
@@ -105,6 +118,10 @@ class QueryLimits:
     def parse_options(self) -> dict[str, int]:
         return {"max_source_length": self.max_length, "max_lexical_tokens": self.max_tokens,
                 "max_comments": self.max_tokens}
+
+
+# Settings instance id -> (that instance, its limits); read per operation, built once.
+_LIMITS_OF: dict[int, tuple[Settings, QueryLimits]] = {}
 
 
 @dataclass
@@ -312,6 +329,38 @@ class BoundedParser(ParserCache):
         yield
 
 
+class _Verdicts:
+    """What the limits and validation said of a document, keyed by the document's identity.
+
+    BoundedParser hands out the same DocumentNode for the same query text (a shared LRU), so
+    a repeated query is recognised without hashing it: graphql-core's nodes hash their whole
+    tree (ValidationCache's key), and the limits walk it; together ~15 % of a small query's
+    CPU (bench/api_bench.py). The entry keeps its document alive, so an id is never reused
+    while it is cached.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        # rules: Strawberry builds a new (equal) tuple of validation rules per operation.
+        self._entries: OrderedDict[int, tuple[DocumentNode, QueryLimits, Any, list[GraphQLError]]] = OrderedDict()
+
+    def get(self, document: DocumentNode, limits: QueryLimits, rules: Any) -> list[GraphQLError] | None:
+        entry = self._entries.get(id(document))
+        if entry is None or entry[0] is not document or entry[1] is not limits or entry[2] != rules:
+            return None
+        self._entries.move_to_end(id(document))
+        return entry[3]
+
+    def put(self, document: DocumentNode, limits: QueryLimits, rules: Any, errors: list[GraphQLError]) -> None:
+        self._entries[id(document)] = (document, limits, rules, errors)
+        self._entries.move_to_end(id(document))
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+
+VERDICTS = _Verdicts(maxsize=256)
+
+
 class BoundedValidation(ValidationCache):
     """Aliases, depth and cost first; only a document within them reaches graphql-core's rules."""
 
@@ -321,18 +370,32 @@ class BoundedValidation(ValidationCache):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        assert context.graphql_document is not None
-        refusal = check(context.schema._schema, context.graphql_document, self.limits)
-        if refusal is not None:
-            context.pre_execution_errors = [refusal]  # Strawberry then skips validation
-        else:
-            # graphql-core 3.3's specified rules include MaxIntrospectionDepthRule.
-            context.pre_execution_errors = self.cached_validate_document(
-                context.schema._schema, context.graphql_document, context.validation_rules)
+        document = context.graphql_document
+        assert document is not None
+        rules = context.validation_rules
+        errors = VERDICTS.get(document, self.limits, rules)
+        if errors is None:
+            refusal = check(context.schema._schema, document, self.limits)
+            if refusal is not None:
+                errors = [refusal]  # Strawberry then skips validation
+            else:
+                # graphql-core 3.3's specified rules include MaxIntrospectionDepthRule.
+                errors = self.cached_validate_document(context.schema._schema, document, rules)
+            VERDICTS.put(document, self.limits, rules, errors)
+        context.pre_execution_errors = errors
         yield
 
 
 def limit_extensions() -> list[Any]:
     """The schema's extension factories; the limits are read from the settings per operation."""
-    return [lambda: BoundedParser(QueryLimits.from_settings()),
-            lambda: BoundedValidation(QueryLimits.from_settings())]
+    return [lambda: BoundedDocument(QueryLimits.from_settings())]
+
+
+class BoundedDocument(BoundedParser, BoundedValidation):
+    """Both steps in one extension: one object and one set of hooks per operation, not two."""
+
+    def __init__(self, limits: QueryLimits, maxsize: int = 256) -> None:  # noqa: D107
+        SchemaExtension.__init__(self)
+        self.limits = limits
+        self.cached_parse_document = _get_parse_cache(maxsize)
+        self.cached_validate_document = _get_validate_cache(maxsize)

@@ -30,22 +30,17 @@ from app.domain.errors import ValidationFailed
 from app.graphql.activity import Conversation, Join, TranscriptEntry, serial_id
 from app.graphql.context import Info
 from app.graphql.events import PalEvent, PalSnapshot, PalStreamItem
+from app.graphql.multiplex import RESYNC, Feed, Member, decode_event, missed_events
 from app.services.conversations import get_conversation
 from app.domain.join_state import status_of_event
 from app.keys import conversation_events_channel
 from app.keys import pal_events_channel as channel
 from app.services import conversations as conversation_service
-from app.services.events import events_page
 from app.services.joins import current_state, get_join
 from app.services.pals import owned_pal_pk
 
 log = logging.getLogger(__name__)
 
-# Sent to every subscriber after the Redis connection came back: "you may have missed events".
-RESYNC = b'{"resync": true}'
-REPLAY_PAGE = 500
-# A reconnecting client gets at most this many missed events; the snapshot covers the rest.
-REPLAY_MAX = 5000
 # Per-subscriber buffer; a client this far behind loses the oldest and can page the log.
 MAX_BACKLOG = 1000
 
@@ -170,12 +165,8 @@ async def _decode(raw_events: AsyncIterator[bytes]) -> AsyncIterator[dict[str, A
         if raw == RESYNC:
             yield None
             continue
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            log.warning("live events: dropped a message that is not JSON: %r", raw[:100])
-            continue
-        if isinstance(event, dict) and isinstance(event.get("id"), int):
+        event = decode_event(raw)
+        if event is not None:
             yield event
 
 
@@ -190,24 +181,27 @@ def _about(event: dict[str, Any] | None, *, join_id: int | None, conversation_id
         conversation_id is not None and payload.get("conversation_id") == conversation_id)
 
 
-async def _missed(pal_pk: int, pal_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
-    sent = 0
-    while sent < REPLAY_MAX:
-        views, more = await events_page(pal_pk, pal_id, after=after, first=min(REPLAY_PAGE, REPLAY_MAX - sent))
-        for view in views:
-            yield view
-        sent += len(views)
-        if not more or not views:
-            return
-        after = views[-1]["id"]
-
-
 async def pal_events(info: Info, pal_id: strawberry.ID, after: int | None = None) -> AsyncGenerator[PalStreamItem, None]:
     """A PalSnapshot first, then the events after `after` (if given), then events as they happen."""
     account = await info.context.account()
     if after is not None and after < 0:
         raise ValidationFailed("after must be an event id (0 or more).", field="after")
     pal_pk = await owned_pal_pk(account.id, pal_id)
+    hook = info.context.live
+    if isinstance(hook, Feed):  # a multiplexed group's one execution per live event (app/graphql/multiplex.py)
+        async for event in hook.events():
+            yield PalEvent.from_view(event)
+        return
+    if isinstance(hook, Member):  # one subscriber over websockets: its history here, live events from its group
+        await hook.join(channel(pal_id), account.id, pal_pk, pal_id, info.context)  # listening before the read
+        state = await current_state(pal_pk)
+        yield PalSnapshot.from_state(pal_id, state)
+        hook.high = after if after is not None else (state["last_event_id"] or 0)
+        if after is not None:
+            async for view in missed_events(pal_pk, pal_id, after):
+                hook.remember(view["id"])
+                yield PalEvent.from_view(view)
+        return
     async with _live(info, channel(pal_id)) as live:
         state = await current_state(pal_pk)
         yield PalSnapshot.from_state(pal_id, state)
@@ -215,13 +209,13 @@ async def pal_events(info: Info, pal_id: strawberry.ID, after: int | None = None
         sent: set[int] = set()
         high = after if after is not None else (state["last_event_id"] or 0)
         if after is not None:
-            async for view in _missed(pal_pk, pal_id, after):
+            async for view in missed_events(pal_pk, pal_id, after):
                 sent.add(view["id"])
                 high = max(high, view["id"])
                 yield PalEvent.from_view(view)
         async for event in live:
             if event is None:  # Redis came back: fetch from the log what pub/sub may have dropped
-                async for view in _missed(pal_pk, pal_id, high):
+                async for view in missed_events(pal_pk, pal_id, high):
                     if view["id"] not in sent:
                         sent.add(view["id"])
                         high = max(high, view["id"])

@@ -31,20 +31,31 @@ import logging
 import random
 import time
 import weakref
+from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import suppress
 from typing import Any
 
-from litestar import MediaType, Response
-from litestar.exceptions import WebSocketDisconnect
+from litestar import MediaType, Request, Response, get, post
+from litestar.background_tasks import BackgroundTasks
+from litestar.channels import ChannelsPlugin
+from litestar.exceptions import NotFoundException, ValidationException, WebSocketDisconnect
+import msgspec
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.litestar.controller import LitestarWebSocketAdapter
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,
+)
 from strawberry.types.unset import UNSET
+from strawberry.utils.aio import aclosing
 
 from app import metrics, outages
 from app.config import get_settings
 from app.domain.errors import Unauthenticated
+from app.graphql.context import Context
+from app.graphql.multiplex import Member
 from app.services.accounts import authenticate_until
 
 log = logging.getLogger(__name__)
@@ -57,6 +68,12 @@ RECHECK_RETRY_SECONDS = 2.0  # after PostgreSQL failed to answer
 # RFC 6455 "Try Again Later": PostgreSQL or Redis is down (app/outages.py).
 TRY_AGAIN_LATER = 1013
 UNAVAILABLE_REASON = "Service temporarily unavailable; reconnect later and resubscribe with after=<last event id>"
+# Live frames queued for one socket; a socket this far behind is closed (TRY_AGAIN_LATER) instead
+# of holding up the others or growing without bound. It resubscribes with `after`.
+MAX_OUTBOX = 1000
+# Bytes a socket may have waiting in its transport (uvicorn writes without backpressure).
+MAX_BUFFERED_BYTES = 8 * 1024 * 1024
+TOO_SLOW_REASON = "Too slow to read its events; reconnect and resubscribe with after=<last event id>"
 
 
 class PendingSockets:
@@ -161,13 +178,228 @@ class BoundedWebSocketAdapter(LitestarWebSocketAdapter):
             pass
 
 
+class _DirectWriter:
+    """Writes text frames straight through uvicorn's sans-I/O websocket protocol.
+
+    Its ASGI `send` does exactly this (encode, frame, `transport.write`) and never waits, so
+    a fan-out can skip the ASGI layers and the task per socket: ~4x less CPU per subscriber
+    (bench/ws_fanout_bench.py). It also exposes what uvicorn does not bound: the bytes waiting
+    in the transport, which is how a slow reader is recognised.
+    """
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def buffered(self) -> int:
+        return self.protocol.transport.get_write_buffer_size()
+
+    def write(self, frame: str) -> bool:
+        protocol = self.protocol
+        if protocol.close_sent or protocol.transport.is_closing():
+            return False
+        protocol.conn.send_text(frame.encode())
+        protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+        return True
+
+
+def _direct_writer(send: Any) -> _DirectWriter | None:
+    """The uvicorn protocol behind an ASGI `send` (through Litestar's wrappers), if it is the sans-I/O one."""
+    seen = 0
+    pending = [send]
+    while pending and seen < 8:
+        candidate = pending.pop()
+        seen += 1
+        owner = getattr(candidate, "__self__", None)
+        if type(owner).__name__ == "WebSocketsSansIOProtocol" and all(
+                hasattr(owner, name) for name in ("conn", "transport", "close_sent")):
+            return _DirectWriter(owner)
+        for cell in getattr(candidate, "__closure__", None) or ():
+            with suppress(ValueError):
+                if callable(cell.cell_contents):
+                    pending.append(cell.cell_contents)
+    return None
+
+
+def _drop_handshake(send: Any) -> None:
+    """Let go of the handshake's request and response that uvicorn keeps for the socket's life (~6 KiB)."""
+    direct = _direct_writer(send)
+    if direct is not None and getattr(direct.protocol, "handshake_complete", True):
+        with suppress(AttributeError):
+            direct.protocol.request = direct.protocol.response = None
+
+
+class KeyWatch:
+    """One re-check of an API key for all of this process's sockets that use it.
+
+    Each socket used to run its own task for this (~2 KiB each); they all asked the same
+    cache, so one task per key does the same: when the key's cache entry expires it is
+    checked again, and once it is no longer valid every socket that uses it is closed 4403.
+    """
+
+    _watches: "dict[tuple[Any, str | None], KeyWatch]" = {}
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+        self.sockets: "weakref.WeakSet[GuardedTransportWSHandler]" = weakref.WeakSet()
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def follow(cls, handler: "GuardedTransportWSHandler") -> None:
+        slot = (handler.loop, handler.context.api_key)
+        watch = cls._watches.get(slot)
+        if watch is None:
+            watch = cls._watches[slot] = KeyWatch(handler.context.api_key)
+            watch.task = handler.loop.create_task(watch.run(slot))
+        watch.sockets.add(handler)
+
+    @classmethod
+    def forget(cls, handler: "GuardedTransportWSHandler") -> None:
+        slot = (handler.loop, handler.context.api_key)
+        watch = cls._watches.get(slot)
+        if watch is None:
+            return
+        watch.sockets.discard(handler)
+        if not watch.sockets:
+            del cls._watches[slot]
+            if watch.task is not None and watch.task is not asyncio.current_task():
+                watch.task.cancel()
+
+    async def run(self, slot: tuple[Any, str | None]) -> None:
+        try:
+            while self.sockets:
+                try:
+                    _, until = await authenticate_until(self.key)
+                except Unauthenticated:
+                    for handler in list(self.sockets):
+                        task = handler.loop.create_task(handler._revoke())
+                        _CLOSING.add(task)
+                        task.add_done_callback(_CLOSING.discard)
+                    return
+                except Exception as exc:
+                    if not outages.report(exc):  # an outage is logged once, by app/outages.py
+                        log.warning("graphql websocket: could not re-check the API key; retrying", exc_info=True)
+                    until = time.monotonic() + RECHECK_RETRY_SECONDS
+                delay = max(until - time.monotonic(), MIN_RECHECK_SECONDS)
+                await asyncio.sleep(delay + random.uniform(0, RECHECK_JITTER_SECONDS))
+        finally:
+            if self._watches.get(slot) is self:
+                del self._watches[slot]
+
+
 class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with the key re-checked per operation and on every cache expiry."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._key_watch: asyncio.Task | None = None
+        self._watched = False  # followed by the KeyWatch of its key once acknowledged
         self.loop = asyncio.get_running_loop()
+        # Multiplexed palEvents operations (app/graphql/multiplex.py) and the live frames their
+        # groups queued for this socket, written by one writer task that exists only while busy.
+        self._members: dict[str, Member] = {}
+        self._outbox: deque[str] | None = None  # created when first needed (~0.75 KiB per socket)
+        self._writer: asyncio.Task | None = None
+        self._direct: Any = UNSET  # _DirectWriter, or None when the server is not uvicorn's sans-I/O one
+        self._closing = False
+
+    # --- multiplexed palEvents ---------------------------------------------------------------
+
+    async def run_operation(self, operation: Operation) -> None:
+        """Strawberry's operation task; a palEvents operation stays open after its history is sent."""
+        member = Member(self, self.schema, operation.id, operation.query, operation.variables,
+                        operation.operation_name)
+        self._members[operation.id] = member
+        live = False
+        try:
+            context = msgspec.structs.replace(self.context, live=member)
+            result_source = await self.schema.stream(
+                operation.query, variable_values=operation.variables, context_value=context,
+                root_value=self.root_value, operation_name=operation.operation_name)
+            async with aclosing(result_source):
+                await self._send_result_stream(operation, result_source)
+            if member.group is not None and not operation.completed and operation.id in self.operations:
+                member.go_live(member.high)  # from now on its group sends its events
+                live = True
+                return
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except _OperationStreamClosed:
+            return
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
+        finally:
+            if not live:
+                self._forget_member(operation.id)
+
+    def _forget_member(self, operation_id: str) -> None:
+        member = self._members.pop(operation_id, None)
+        if member is not None:
+            member.leave()
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        self._forget_member(operation_id)
+        await super().cleanup_operation(operation_id)
+
+    async def end_operation(self, operation_id: str, message: dict[str, Any]) -> None:
+        """The group of a live operation ended: tell the client, and free the operation id."""
+        self._forget_member(operation_id)
+        operation = self.operations.get(operation_id)
+        if operation is not None:
+            await operation.send_operation_message(message)  # type: ignore[arg-type]
+
+    def enqueue(self, frame: str) -> None:
+        """Send or queue one live frame; never waits, so one slow socket cannot hold up a fan-out."""
+        if self._closing:
+            return
+        direct = self._direct
+        if direct is UNSET:
+            direct = self._direct = _direct_writer(self.websocket.ws.send)  # type: ignore[attr-defined]
+        if direct is not None and self._writer is None:
+            # uvicorn's sans-I/O protocol: write the frame now, as its ASGI send would, without a task.
+            if direct.buffered() > MAX_BUFFERED_BYTES:
+                self.too_slow()
+            elif not direct.write(frame):
+                self._closing = True
+            return
+        if self._outbox is None:
+            self._outbox = deque()
+        if len(self._outbox) >= MAX_OUTBOX:
+            self.too_slow()
+            return
+        self._outbox.append(frame)
+        if self._writer is None:
+            self._writer = self.loop.create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            send = self.websocket.ws.send_data  # type: ignore[attr-defined]
+            while self._outbox:
+                await send(self._outbox.popleft())
+        except Exception:  # the socket is gone: its reader ends the operations
+            self._outbox = None
+        finally:
+            self._writer = None
+
+    def too_slow(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._outbox = None
+        log.info("graphql websocket: %d live frames behind; closing %d", MAX_OUTBOX, TRY_AGAIN_LATER)
+        task = self.loop.create_task(self._close_too_slow())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    async def _close_too_slow(self) -> None:
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        _SOCKETS.discard(self)
+        with suppress(Exception):
+            await self.websocket.close(TRY_AGAIN_LATER, TOO_SLOW_REASON)
 
     async def handle_connection_init(self, message: Any) -> None:
         if outages.is_down():
@@ -180,10 +412,12 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
                 raise
             await self._close_unavailable()
             return
-        if self.connection_acknowledged and self._key_watch is None:
+        if self.connection_acknowledged and not self._watched:
             _release_slot(self.context)
             _SOCKETS.add(self)
-            self._key_watch = asyncio.create_task(self._watch_key())
+            self._watched = True
+            KeyWatch.follow(self)
+            _drop_handshake(self.websocket.ws.send)  # type: ignore[attr-defined]
 
     async def handle_subscribe(self, message: Any) -> None:
         if self.connection_acknowledged and not await self._key_still_valid(message["id"]):
@@ -192,11 +426,10 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
 
     async def shutdown(self) -> None:
         _SOCKETS.discard(self)
-        watch = self._key_watch
-        if watch is not None and watch is not asyncio.current_task():
-            watch.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await watch
+        self._closing = True
+        self._outbox = None
+        if self._watched:
+            KeyWatch.forget(self)
         _release_slot(self.context)
         await super().shutdown()
 
@@ -215,21 +448,6 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             await self.send_message({"id": operation_id, "type": "error", "payload": [{  # type: ignore[typeddict-item]
                 "message": "Could not check the API key; try again.", "extensions": {"code": code}}]})
             return False
-
-    async def _watch_key(self) -> None:
-        key = self.context.api_key
-        while True:
-            try:
-                _, until = await authenticate_until(key)
-            except Unauthenticated:
-                await self._revoke()
-                return
-            except Exception as exc:
-                if not outages.report(exc):  # an outage is logged once, by app/outages.py
-                    log.warning("graphql websocket: could not re-check the API key; retrying", exc_info=True)
-                until = time.monotonic() + RECHECK_RETRY_SECONDS
-            delay = max(until - time.monotonic(), MIN_RECHECK_SECONDS)
-            await asyncio.sleep(delay + random.uniform(0, RECHECK_JITTER_SECONDS))
 
     async def unavailable(self) -> None:
         """An outage was declared: end the operations and close 1013 (the client resubscribes later)."""
@@ -251,11 +469,39 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             await self.websocket.close(4403, "API key revoked")
 
 
+def _http_context(request: Request) -> Context:
+    """The context of one HTTP operation, built without Litestar's dependency injection.
+
+    Strawberry's controller asks Litestar for four dependencies per request; Litestar resolves
+    them in an anyio task group (three tasks) and builds the sub-response in a worker thread
+    (`sync_to_thread=True`). That was ~30 % of a `pal(palId)` request's CPU (bench/api_bench.py,
+    docs/benchmarks.md). The context is the same one `context_getter` builds for websockets.
+    """
+    sub_response: Response = Response({}, background=BackgroundTasks([]))
+    # Per request, not on the controller: Strawberry keeps it in `self.temporal_response`, one
+    # attribute shared by every request in flight, so one request could read another's.
+    request.scope["graphql_sub_response"] = sub_response  # type: ignore[typeddict-unknown-key]
+    return Context(api_key=request.headers.get("x-api-key"), channels=request.app.plugins.get(ChannelsPlugin),
+                   request=request, response=sub_response)
+
+
 class GuardedGraphQLController:
     """Mixed in before the controller that strawberry's make_graphql_controller builds (app/asgi.py)."""
 
     websocket_adapter_class = BoundedWebSocketAdapter
     graphql_transport_ws_handler_class = GuardedTransportWSHandler
+
+    # The same routes as Strawberry's, minus the per-request dependency injection (see _http_context).
+    @get(raises=[ValidationException, NotFoundException])
+    async def handle_http_get(self, request: Request[Any, Any, Any]) -> Response:
+        return await self.execute_request(request, _http_context(request), None)
+
+    @post(status_code=200)
+    async def handle_http_post(self, request: Request[Any, Any, Any]) -> Response:
+        return await self.execute_request(request, _http_context(request), None)
+
+    async def get_sub_response(self, request: Request[Any, Any, Any]) -> Response:
+        return request.scope["graphql_sub_response"]  # type: ignore[typeddict-item]
 
     def decode_json(self, data: str | bytes) -> object:
         try:

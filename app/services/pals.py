@@ -24,7 +24,7 @@ from app.domain.usernames import (
 )
 from app.secret_box import seal, unseal_or_empty
 from app.services.faces import get_visible_face
-from app.services.rows import json_value
+from app.services.rows import fetch_row, json_value
 from app.tables import Pal
 
 
@@ -112,8 +112,12 @@ async def create_pal(account_id: int, document: object) -> dict[str, Any]:
     return pal_view(rows[0])
 
 
+# Every read of one PAL (both APIs, every request) comes through here: a fixed statement.
+_OWNED_ROW_SQL = f"SELECT * FROM {Pal._meta.tablename} WHERE pal_id = $1 AND account = $2 LIMIT 1"
+
+
 async def _owned_row(account_id: int, pal_id: str) -> dict[str, Any]:
-    row = await Pal.select().where((Pal.pal_id == pal_id) & (Pal.account == account_id)).first()
+    row = await fetch_row(Pal, _OWNED_ROW_SQL, pal_id, account_id)
     if row is None:
         # Same answer whether the PAL is someone else's or does not exist.
         raise NotFound(f"PAL {pal_id!r} not found.", field="pal_id")

@@ -30,6 +30,29 @@ def as_client_error(exc: BaseException | None) -> DomainError | None:
     return None
 
 
+async def fetch_row(table: Any, sql: str, *args: Any) -> dict[str, Any] | None:
+    """The first row of a fixed SQL statement ($1, $2, ... placeholders), as Piccolo would return it.
+
+    For hot single-row reads: building a Piccolo select costs ~0.25 ms of CPU per call (its
+    query-string tree, rebuilt every time), several times the query's own cost
+    (bench/api_bench.py, docs/benchmarks.md). Runs in the transaction open in this task, if any.
+    """
+    engine = table._meta.db
+    transaction = engine.current_transaction.get()
+    if transaction is not None:
+        record = await transaction.connection.fetchrow(sql, *args)
+    elif engine.pool is not None:
+        async with engine.pool.acquire() as connection:
+            record = await connection.fetchrow(sql, *args)
+    else:
+        connection = await engine.get_new_connection()
+        try:
+            record = await connection.fetchrow(sql, *args)
+        finally:
+            await connection.close()
+    return dict(record) if record is not None else None
+
+
 async def first_rows_per_pal(table: Any, account_id: int, pal_ids: list[str], *, select: str, order: str,
                              first: int, joins: str = "", where: str = "",
                              args: tuple[Any, ...] = ()) -> dict[str, list[dict[str, Any]]]:

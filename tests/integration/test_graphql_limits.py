@@ -38,6 +38,8 @@ MAX_BODY = Settings().max_body_bytes
 REFUSAL_BUDGET = 0.100  # s, best of three tries of one hostile request
 OTHER_TENANT_BUDGET = 0.200  # s, 95th percentile of the other tenant's latency, above its idle p95
 OTHER_TENANT_WORST = 1.0  # s, its slowest request (before the fix: 15 s and more)
+# The other tenant asks every 20 ms; the hostile phase lasts at least this long so it gets answers.
+MIN_HOSTILE_SECONDS = 0.25
 HTTP_TIMEOUT = 10.0  # s; before the fix the first 40k-alias document alone took minutes
 
 SMALL_QUERY = "{ faces { faceId } }"
@@ -216,14 +218,17 @@ async def test_anonymous_requests_are_refused_before_parsing(server, tenants):
     idle = await idle_p95(server, victim)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=HTTP_TIMEOUT) as http, \
             OtherTenant(server, victim) as tenant:
-        for name, body in BODIES.items():
-            tries = [await post(http, body, None) for _ in range(3)]
-            for refusal in tries:
-                assert refusal.status == 401, (name, refusal.status, str(refusal.body)[:300])
-                assert refusal.body == {"errors": [{"message": refusal.body["errors"][0]["message"],
-                                                    "extensions": {"code": "UNAUTHENTICATED"}}]}, name
-            best = min(t.seconds for t in tries)
-            assert best <= REFUSAL_BUDGET, f"{name}: refused in {best * 1000:.0f} ms"
+        # Refusals are quick: repeat them for long enough that the other tenant is sampled meanwhile.
+        started = time.monotonic()
+        while time.monotonic() - started < MIN_HOSTILE_SECONDS:
+            for name, body in BODIES.items():
+                tries = [await post(http, body, None) for _ in range(3)]
+                for refusal in tries:
+                    assert refusal.status == 401, (name, refusal.status, str(refusal.body)[:300])
+                    assert refusal.body == {"errors": [{"message": refusal.body["errors"][0]["message"],
+                                                        "extensions": {"code": "UNAUTHENTICATED"}}]}, name
+                best = min(t.seconds for t in tries)
+                assert best <= REFUSAL_BUDGET, f"{name}: refused in {best * 1000:.0f} ms"
         wrong = await post(http, BODIES["40k aliases"], "pal_not-a-key")
         assert wrong.status == 401 and wrong.body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
         get = await http.get("/graphql", params={"query": HOSTILE["repeated fields"]})
