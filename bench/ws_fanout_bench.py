@@ -178,7 +178,7 @@ async def run_size(n: int, args: argparse.Namespace, env: dict[str, str], key: s
         all_latencies: list[float] = []
         spans: list[float] = []
         for seq in range(-1, args.events):  # event -1 warms up and is not counted
-            event = {"id": 10**9 + seq, "pal_id": pal_id, "kind": "bench", "created_at": "",
+            event = {"id": 10**9 + seq, "pal_id": pal_id, "kind": "notes_ready", "created_at": "",
                      "payload": {"seq": seq, "t0": time.time()}}
             await redis.publish(f"pal-events:{pal_id}", json.dumps(event))
             latencies: list[float] = []

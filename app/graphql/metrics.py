@@ -11,21 +11,28 @@ import time
 from collections.abc import Iterator
 
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from app import metrics
 
 
+def observe_operation(context: ExecutionContext, started: float) -> None:
+    """Record one finished query or mutation (subscriptions are counted open instead)."""
+    try:
+        operation_type = context.operation_type.value
+    except Exception:  # the document did not parse, or names no operation
+        operation_type = "unknown"
+    if operation_type == "subscription":
+        return
+    result = context.result
+    ok = not context.pre_execution_errors and not (result is not None and result.errors)
+    metrics.observe_graphql(operation_type, ok, time.perf_counter() - started)
+
+
 class GraphQLMetrics(SchemaExtension):
+    """The timer on its own; the schema uses it folded into its error extension (app/graphql/schema.py)."""
+
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         yield
-        context = self.execution_context
-        try:
-            operation_type = context.operation_type.value
-        except Exception:  # the document did not parse, or names no operation
-            operation_type = "unknown"
-        if operation_type == "subscription":
-            return
-        result = context.result
-        ok = not context.pre_execution_errors and not (result is not None and result.errors)
-        metrics.observe_graphql(operation_type, ok, time.perf_counter() - started)
+        observe_operation(self.execution_context, started)

@@ -40,6 +40,8 @@ from litestar import MediaType, Request, Response, get, post
 from litestar.background_tasks import BackgroundTasks
 from litestar.channels import ChannelsPlugin
 from litestar.exceptions import NotFoundException, ValidationException, WebSocketDisconnect
+from litestar.types import Empty
+from litestar.utils.scope.state import ScopeState
 import msgspec
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.litestar.controller import LitestarWebSocketAdapter
@@ -222,12 +224,50 @@ def _direct_writer(send: Any) -> _DirectWriter | None:
     return None
 
 
-def _drop_handshake(send: Any) -> None:
-    """Let go of the handshake's request and response that uvicorn keeps for the socket's life (~6 KiB)."""
+# Shared by the receive queues of all acknowledged sockets, in place of two per socket (below).
+_NO_PUTTERS: tuple[()] = ()
+_NEVER_JOINED = asyncio.Event()
+
+
+def _slim_queue(queue: Any) -> None:
+    """Free the parts of uvicorn's per-socket receive queue it never uses (~1.5 KiB per socket).
+
+    The queue is unbounded, so `put` never waits and its putters deque stays empty (an empty
+    tuple reads the same: `_wakeup_next` only loops while it is non-empty); nothing calls
+    `join`/`task_done`, so the `_finished` Event is only ever cleared. Each was a deque of
+    ~0.75 KiB. Only touched when the queue is the plain unbounded asyncio one.
+    """
+    if (type(queue) is asyncio.Queue and queue.maxsize <= 0 and not getattr(queue, "_putters", True)
+            and hasattr(queue, "_finished")):
+        queue._putters = _NO_PUTTERS  # type: ignore[attr-defined]
+        queue._finished = _NEVER_JOINED  # type: ignore[attr-defined]
+
+
+def _drop_handshake(send: Any, scope: Any) -> None:
+    """Let go of the handshake's headers, kept for the socket's life though read only once (~4 KiB).
+
+    uvicorn keeps the parsed request and response, and websockets' handshake parser keeps the
+    request in its suspended frame (so dropping uvicorn's reference alone frees nothing: its
+    headers are emptied instead). The ASGI scope keeps the raw headers, and Litestar a decoded
+    copy that Strawberry's origin check made. The socket is acknowledged by now: the key came
+    in connection_init, and nothing reads a header again.
+    """
     direct = _direct_writer(send)
     if direct is not None and getattr(direct.protocol, "handshake_complete", True):
-        with suppress(AttributeError):
-            direct.protocol.request = direct.protocol.response = None
+        protocol = direct.protocol
+        for name in ("request", "response"):
+            message = getattr(protocol, name, None)
+            with suppress(AttributeError):
+                message.headers.clear()
+                setattr(protocol, name, None)
+        _slim_queue(getattr(protocol, "queue", None))
+        own_scope = getattr(protocol, "scope", None)
+        if isinstance(own_scope, dict) and own_scope is not scope:
+            own_scope["headers"] = []
+    if isinstance(scope, dict) and scope.get("type") == "websocket":
+        scope["headers"] = []
+        with suppress(Exception):
+            ScopeState.from_scope(scope).headers = Empty
 
 
 class KeyWatch:
@@ -417,7 +457,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             _SOCKETS.add(self)
             self._watched = True
             KeyWatch.follow(self)
-            _drop_handshake(self.websocket.ws.send)  # type: ignore[attr-defined]
+            _drop_handshake(self.websocket.ws.send, self.websocket.ws.scope)  # type: ignore[attr-defined]
 
     async def handle_subscribe(self, message: Any) -> None:
         if self.connection_acknowledged and not await self._key_still_valid(message["id"]):

@@ -253,3 +253,22 @@ async def test_a_slow_subscriber_never_delays_the_others(server, api_key, monkey
             assert await slow.close_code(timeout=5) == 1013
     finally:
         slow.sock.close()
+
+
+async def test_an_acknowledged_socket_keeps_no_handshake_headers_and_still_works(server, api_key, executions):
+    """Per idle socket memory (docs/benchmarks.md): the handshake's headers are let go after the ack."""
+    pal = await make_pal(api_key, "anna")
+    async with gql_socket(server, api_key) as sock:
+        await sock.subscribe("1", PAL_EVENTS, palId=pal.pal_id)
+        assert (await sock.data("1"))["palEvents"]["__typename"] == "PalSnapshot"
+        [handler] = list(transport._SOCKETS)
+        protocol = transport._direct_writer(handler.websocket.ws.send).protocol
+        assert handler.websocket.ws.scope["headers"] == [] and protocol.scope["headers"] == []
+        assert protocol.request is None and protocol.response is None
+        assert protocol.queue._putters == () and protocol.queue._finished is transport._NEVER_JOINED
+        # The slimmed receive queue still carries messages: a second subscription, then live events.
+        await sock.subscribe("2", PAL_EVENTS, palId=pal.pal_id)
+        assert (await sock.data("2"))["palEvents"]["__typename"] == "PalSnapshot"
+        await record_event(pal.pk, "reply_sent", {"to": "x@y.z"}, pal_id=pal.pal_id)
+        for op_id in ("1", "2"):
+            assert (await sock.message(op_id))["payload"]["data"]["palEvents"]["kind"] == "REPLY_SENT"
