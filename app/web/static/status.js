@@ -185,11 +185,12 @@ function followTranscripts(entry) {
   const wanted = new Set([...entry.live.values()].filter((j) => j.status === "IN_CALL" && j.conversationId)
     .map((j) => j.conversationId));
   for (const [cid, lines] of entry.transcripts) {
-    if (!wanted.has(cid)) { state.transcripts.unsubscribe(`t-${cid}`); entry.transcripts.delete(cid); }
+    if (!wanted.has(cid)) { if (state.transcripts) state.transcripts.unsubscribe(`t-${cid}`); entry.transcripts.delete(cid); }
   }
   for (const cid of wanted) {
     if (entry.transcripts.has(cid)) continue;
     entry.transcripts.set(cid, []);
+    if (!state.transcripts) state.transcripts = new Socket();
     state.transcripts.subscribe(`t-${cid}`, TRANSCRIPT, () => ({conversationId: cid}), (data) => {
       const line = data.conversationTranscript;
       const lines = entry.transcripts.get(cid);
@@ -310,7 +311,8 @@ document.getElementById("login").addEventListener("submit", async (event) => {
   state.key = document.getElementById("api-key").value.trim();
   state.sockets.forEach((s) => s.close());
   if (state.transcripts) state.transcripts.close();
-  Object.assign(state, {pals: new Map(), after: null, more: false, sockets: [], transcripts: new Socket()});
+  // The transcripts' socket opens when a bot is first in a call (a wrong key then never opens one).
+  Object.assign(state, {pals: new Map(), after: null, more: false, sockets: [], transcripts: null});
   document.getElementById("pals").replaceChildren();
   useViewerZone();
   document.getElementById("zone").textContent = `Times in ${zone}.`;
