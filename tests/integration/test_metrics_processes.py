@@ -154,8 +154,10 @@ async def test_api_smtp_and_worker_each_serve_their_metrics(clean_db, redis_queu
         smtp = await procs.scrape(procs.smtp)
         assert smtp.value("pal_smtp_recipients_total", result="accepted") == 1
         assert smtp.value("pal_inbound_messages_total", source="smtp") == 1
+        # Counters move one after another inside the worker: wait for all of them, then check.
         worker = await procs.until(procs.worker, lambda s: s.value(
-            "pal_invites_received_total", outcome="accepted") == 1, "the worker to process the invite")
+            "pal_invites_received_total", outcome="accepted") == 1 and s.value(
+            "pal_joins_total", status="scheduled", reason="") >= 1, "the worker to process the invite")
         assert worker.value("pal_joins_total", status="scheduled", reason="") == 1
         assert worker.value("pal_replies_total", result="sent") == 0  # unauthenticated: never answered
 
@@ -163,7 +165,8 @@ async def test_api_smtp_and_worker_each_serve_their_metrics(clean_db, redis_queu
         await aiosmtplib.send(invitation("CANCEL", "metrics-e2e@google.com", start), hostname="127.0.0.1",
                               port=procs.smtp_port, sender="alex@acme.com", recipients=[PAL_ADDRESS])
         worker = await procs.until(procs.worker, lambda s: s.value(
-            "pal_joins_total", status="cancelled", reason="event_cancelled") == 1, "the join to be cancelled")
+            "pal_joins_total", status="cancelled", reason="event_cancelled") == 1 and s.value(
+            "pal_invites_received_total", outcome="cancelled") >= 1, "the join to be cancelled")
         assert worker.value("pal_invites_received_total", outcome="cancelled") == 1
         assert (await procs.scrape(procs.smtp)).value("pal_inbound_messages_total", source="smtp") == 2
 
@@ -208,7 +211,10 @@ async def test_a_bot_in_a_meeting_shows_in_its_workers_metrics(
     conversation = await create_conversation(account.id, {"pal_id": pal["pal_id"], "meeting_url": url},
                                              now=datetime.now(timezone.utc))
     async with stack(tmp_path, "worker", BOT_BROWSER_ARGS=lookalike_browser_args) as procs:
-        worker = await procs.until(procs.worker, lambda s: s.value("pal_joins_total", status="in_call", reason="") == 1,
+        # In the call, and its ask-to-join delay observed (the worker records the status first,
+        # then the observation: a scrape can land between the two).
+        worker = await procs.until(procs.worker, lambda s: s.value("pal_joins_total", status="in_call", reason="") == 1
+                                   and s.value("pal_join_ask_delay_seconds_count") >= 1,
                                    "the bot to be in the call", timeout=90)
         assert worker.value("pal_bots_running") == 1
         assert worker.value("pal_joins_total", status="dispatching", reason="") == 1
