@@ -115,7 +115,6 @@ class Participant:
         self.spoken = 0  # self-speech reports seen (one per Say, when its audio starts)
         self._turn: asyncio.Task[None] | None = None
         self._chat_tasks: set[asyncio.Task[None]] = set()
-        self._chat_times: deque[float] = deque()
         self._reported: set[str] = set()
         self.settings = get_settings()
 
@@ -278,12 +277,8 @@ class Participant:
         self.transcript.append(TranscriptLine(message.sender, message.text, kind="chat"))
         if not addresses(message.text, self.policy.names):
             return
-        now = self.clock()
-        while self._chat_times and now - self._chat_times[0] >= 60:
-            self._chat_times.popleft()
-        if len(self._chat_times) >= self.policy.max_per_minute:
+        if not self.policy.chat_allowed(self.clock()):
             return
-        self._chat_times.append(now)
         task = asyncio.create_task(self._chat_answer(message))
         self._chat_tasks.add(task)
         task.add_done_callback(self._chat_tasks.discard)

@@ -78,6 +78,21 @@ def addressed_elsewhere(text: str, names: tuple[str, ...]) -> bool:
     return bool(m) and _fold(m.group(1)) not in {n.split()[0] for n in names}
 
 
+class PerMinute:
+    """How many things happened in the last 60 s: a sliding window of their times."""
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+
+    def recent(self, now: float) -> int:
+        while self.times and now - self.times[0] >= 60:
+            self.times.popleft()
+        return len(self.times)
+
+    def add(self, now: float) -> None:
+        self.times.append(now)
+
+
 @dataclass
 class TurnPolicy:
     pal_name: str
@@ -96,7 +111,8 @@ class TurnPolicy:
         self.others_live: dict[str, float] = {}  # line key -> when its partial text last grew
         self.pending: Decision | None = None  # an answer waiting for a pause
         self.question: tuple[Decision, float] | None = None  # an open question and when it was asked
-        self.turns: deque[float] = deque()
+        self.turns = PerMinute()  # turns taken (answers and the greeting)
+        self.chats = PerMinute()  # chat answers, under the same limit
         self.loud_since: float | None = None
         self.turn_started = float("-inf")
 
@@ -165,12 +181,17 @@ class TurnPolicy:
             return self._take(decision, now)
         return None
 
+    def chat_allowed(self, now: float) -> bool:
+        """Whether a chat message naming the PAL gets an answer (at most max_per_minute a minute)."""
+        if self.chats.recent(now) >= self.max_per_minute:
+            return False
+        self.chats.add(now)
+        return True
+
     def _take(self, decision: Decision, now: float) -> Decision | None:
-        while self.turns and now - self.turns[0] >= 60:
-            self.turns.popleft()
-        if decision.act is Act.ANSWER and len(self.turns) >= self.max_per_minute:
+        if self.turns.recent(now) >= self.max_per_minute and decision.act is Act.ANSWER:
             return None
-        self.turns.append(now)
+        self.turns.add(now)
         self.talking = True
         self.turn_started = now
         return decision

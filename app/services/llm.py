@@ -83,6 +83,12 @@ def _fail(exc: BaseException, api_key: str) -> LlmUnavailable:
     return LlmUnavailable(reason)
 
 
+def _options(max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+    """The optional request fields that were given (the server's defaults for the rest)."""
+    given = {"max_tokens": max_tokens, "temperature": temperature}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 async def stream_reply(
     messages: Sequence[Message],
     *,
@@ -102,11 +108,7 @@ async def stream_reply(
     loop = asyncio.get_running_loop()
     budget = deadline
     client = make_client(base_url=base_url, api_key=api_key, timeout=timeout)
-    extra: dict[str, Any] = {}
-    if max_tokens is not None:
-        extra["max_tokens"] = max_tokens
-    if temperature is not None:
-        extra["temperature"] = temperature
+    extra = _options(max_tokens, temperature)
 
     async def waited(awaitable: Any) -> Any:
         nonlocal budget
@@ -163,11 +165,7 @@ async def complete(
 ) -> str:
     """The whole answer of one non-streamed call (the meeting notes, say); `deadline` as above."""
     client = make_client(base_url=base_url, api_key=api_key, timeout=timeout)
-    extra: dict[str, Any] = {}
-    if max_tokens is not None:
-        extra["max_tokens"] = max_tokens
-    if temperature is not None:
-        extra["temperature"] = temperature
+    extra = _options(max_tokens, temperature)
     try:
         try:
             async with asyncio.timeout(deadline):

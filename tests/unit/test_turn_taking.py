@@ -118,3 +118,10 @@ def test_a_room_loud_before_the_pal_began_is_noise() -> None:
     assert p.caption("b1", "Bob", "Anna, go on", True, 1.0) is not None
     assert all(p.heard(True, 1.0 + i * 0.1) is None for i in range(20))
     assert p.talking
+
+
+def test_chat_answers_share_the_per_minute_limit() -> None:
+    p = TurnPolicy("Anna", max_per_minute=2)
+    assert p.chat_allowed(0.0) and p.chat_allowed(1.0)
+    assert not p.chat_allowed(2.0)
+    assert p.chat_allowed(60.5)  # the first one has left the window
