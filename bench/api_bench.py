@@ -77,13 +77,19 @@ def create_baseline_app():  # type: ignore[no-untyped-def]
         return {"status": "ok"}
 
     async def open_pool() -> None:
-        # Same pool size as the app's (app.db.open_pool: min 2, max 10).
-        state["pool"] = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=2, max_size=10)
+        # Same pool size as the app's (app.db.open_pool: min 2, max 10). asyncpg's defaults, unless
+        # BASELINE_KEEP_SESSION=1: then, like the app, no reset query on release (app/db.py).
+        extra = {"reset": _keep_session} if os.environ.get("BASELINE_KEEP_SESSION") == "1" else {}
+        state["pool"] = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=2, max_size=int(os.environ.get("BASELINE_POOL_MAX", "10")), **extra)
 
     async def close_pool() -> None:
         await state["pool"].close()
 
     return Litestar(route_handlers=[read_pal, healthz], on_startup=[open_pool], on_shutdown=[close_pool])
+
+
+async def _keep_session(connection: object) -> None:
+    """The app's pool reset (app/db.py): asyncpg's rollback only, no reset query."""
 
 
 def serve_baseline(port: int) -> None:
@@ -240,14 +246,20 @@ def main() -> None:
     api_port, base_port = C.free_port(), C.free_port()
     api = C.start("api", [C.PY, "-m", "app", "serve"], C.bench_env(API_PORT=str(api_port)))
     base = C.start("baseline", [C.PY, __file__, "--serve-baseline", str(base_port)], C.bench_env())
+    kept_port = C.free_port()
+    kept = C.start("baseline-kept", [C.PY, __file__, "--serve-baseline", str(kept_port)],
+                   C.bench_env(BASELINE_KEEP_SESSION="1"))
     C.wait_port(api_port, api)
     C.wait_port(base_port, base)
+    C.wait_port(kept_port, kept)
     key, pal_id = setup(api_port)
     print(f"# logs in {C.log_dir()}; PAL {pal_id}", flush=True)
 
     body = json.dumps({"query": GRAPHQL_QUERY, "variables": {"id": pal_id}, "operationName": "Pal"})
     targets = [
         Target("baseline: bare Litestar + asyncpg", f"http://{C.HOST}:{base_port}/pals/{pal_id}", server_pid=base.pid),
+        Target("baseline without the pool's reset query (as the app)", f"http://{C.HOST}:{kept_port}/pals/{pal_id}",
+               server_pid=kept.pid),
         Target("REST GET /v2/pals/{id}", f"http://{C.HOST}:{api_port}/v2/pals/{pal_id}",
                headers={"x-api-key": key}, server_pid=api.pid),
         Target("GraphQL pal(palId)", f"http://{C.HOST}:{api_port}/graphql", method="POST",
@@ -326,6 +338,10 @@ def main() -> None:
     for t in targets[1:]:
         print(f"- {t.name}: {med(t.name, 'rps') / b_rps:.2f}x the baseline's throughput, "
               f"{med(t.name, 'p99_ms') / b_p99:.2f}x its p99 latency.")
+    kept_rps = med(targets[1].name, "rps")
+    for t in targets[2:]:
+        print(f"- {t.name}: {med(t.name, 'rps') / kept_rps:.2f}x the throughput of the baseline without the reset "
+              f"query; by server CPU per request {med(targets[1].name, 'server_cpu_ms') / med(t.name, 'server_cpu_ms'):.2f}x.")
     C.stop_all()
 
 
