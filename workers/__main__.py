@@ -9,11 +9,10 @@ from app.logs import setup_logging
 
 def main() -> int:
     setup_logging("worker")
-    from arq import run_worker
-
+    from workers.runner import run
     from workers.settings import WorkerSettings
 
-    run_worker(WorkerSettings)  # type: ignore[arg-type]
+    run(WorkerSettings)
     return 0
 
 

@@ -20,6 +20,10 @@
   (Try Again Later) and new ones are closed with 1013 until it is over; clients reconnect
   with backoff and resubscribe with `after` = their last event id (docs/live-status.md).
 
+* **One JSON answer**: a plain `application/json` POST of one operation skips the parts of
+  Strawberry's view that are not GraphQL's work (`_plain_operation`); everything else takes
+  the view's full path. Either way a subscription needs the websocket or a streaming Accept.
+
 Document limits (size, tokens, aliases, depth, cost) are in app/graphql/limits.py.
 """
 
