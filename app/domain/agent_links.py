@@ -11,12 +11,11 @@ import hmac
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from app.domain.errors import ValidationFailed
+from app.domain.urls import check_url
 
 FIELD = "layers.realtime.websocket_url"
-MAX_URL_LENGTH = 2048
 SCHEMES = {"ws": 80, "wss": 443}
 SIGNATURE_VERSION = "v1"
 HEADER_TIMESTAMP = "x-pal-timestamp"
@@ -39,36 +38,12 @@ class AgentUrl:
 
 def parse_agent_url(value: object) -> AgentUrl:
     """The URL's parts, or ValidationFailed naming layers.realtime.websocket_url."""
-
-    def refuse(why: str) -> ValidationFailed:
-        return ValidationFailed(f"{FIELD} {why}", field=FIELD)
-
     if not isinstance(value, str):
-        raise refuse("must be a string (a ws:// or wss:// URL).")
+        raise ValidationFailed(f"{FIELD} must be a string (a ws:// or wss:// URL).", field=FIELD)
     if not value:
-        raise refuse("must not be empty.")
-    if len(value) > MAX_URL_LENGTH:
-        raise refuse(f"must be at most {MAX_URL_LENGTH} characters.")
-    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value) or not value.isascii():
-        raise refuse("must not contain spaces, control or non-ASCII characters (percent-encode them).")
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise refuse(f"is not a valid URL ({exc}).") from None
-    scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
-        raise refuse("must start with ws:// or wss://.")
-    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
-        raise refuse("must not carry credentials (user:password@); the connection is signed instead.")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise refuse("must name a host.")
-    if parts.fragment or value.endswith("#"):
-        raise refuse("must not have a #fragment.")
-    if port == 0:
-        raise refuse("must not use port 0.")
-    return AgentUrl(url=value, secure=scheme == "wss", host=host.lower(), port=port or SCHEMES[scheme])
+        raise ValidationFailed(f"{FIELD} must not be empty.", field=FIELD)
+    url = check_url(value, field=FIELD, schemes=SCHEMES, signed="the connection is signed")
+    return AgentUrl(url=value, secure=url.scheme == "wss", host=url.host, port=url.port)
 
 
 def validate_agent_url(value: object) -> str:

@@ -307,7 +307,8 @@ class NotesView(TypedDict):
 # --- webhooks (app/rest/webhooks.py; docs/webhooks.md) ---
 
 def _webhook_body_schema(required: list[str]) -> dict[str, Any]:
-    from app.domain.webhooks import EVENT_TYPES, MAX_URL_LENGTH
+    from app.domain.urls import MAX_URL_LENGTH
+    from app.domain.webhooks import EVENT_TYPES
 
     return {
         "type": "object",
