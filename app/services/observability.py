@@ -17,20 +17,15 @@ from datetime import datetime
 
 from app import metrics, outages
 from app.config import get_settings
-from app.db import engine
 from app.keys import ARQ_QUEUE
 from app.redis_client import redis
+from app.services import deliveries, outbox, webhook_events
 
 log = logging.getLogger(__name__)
 
 OK = "ok"
-# The outbox as one query (app/services/deliveries.py): one row per kind of delivery, with how
-# many wait and since when; every kind in OUTBOX_KINDS is reported, 0 when none waits.
-OUTBOX_SQL = """
-SELECT kind, count(*) AS pending, min(created_at) AS oldest
-FROM deliveries WHERE status = 'pending' GROUP BY kind
-"""
-OUTBOX_KINDS = ("email", "webhook")
+# Every kind of delivery is reported, 0 when none waits (others found in the table too).
+OUTBOX_KINDS = (outbox.KIND, webhook_events.KIND)
 
 
 def _failure(exc: BaseException) -> str:
@@ -62,8 +57,7 @@ async def readiness() -> dict[str, str]:
 
 
 async def _outbox(now: datetime) -> None:
-    rows = await engine().run_ddl(OUTBOX_SQL)  # through the pool when there is one; asyncpg Records
-    found = {row["kind"]: row for row in rows}
+    found = await deliveries.backlog()
     for kind in {*OUTBOX_KINDS, *found}:
         row = found.get(kind)
         pending = row["pending"] if row else 0
