@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from app.config import get_settings
 from app.domain.agent_links import address_refusal, parse_agent_url, signed_headers
+from app.services.resolve import Resolver, addresses_of, resolve
 from app.domain.join_state import TERMINAL
 from app.domain.pal_document import agent_url
 from app.rest.stream import error_message, parse_client_text, started_message
@@ -56,9 +57,6 @@ CLOSE_TIMEOUT_SECONDS = 2.0
 MAX_INCOMING_BYTES = 64 * 1024  # one agent frame (the stream's own limits are lower and checked after)
 CLOSE_NORMAL, CLOSE_TOO_SLOW, CLOSE_UNAVAILABLE = 1000, 1008, 1013
 USER_AGENT = "pal-meetings-agent-link/1"
-
-Resolver = Callable[[str, int], Awaitable[list[tuple[int, int, int, str, tuple[Any, ...]]]]]
-
 
 class Refused(Exception):
     """The URL's host may not be reached (loopback, private, ... and not in AGENT_ALLOWED_HOSTS)."""
@@ -98,11 +96,6 @@ def loggable(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-async def _default_resolver(host: str, port: int) -> list[tuple[int, int, int, str, tuple[Any, ...]]]:
-    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                        proto=socket.IPPROTO_TCP)
-
-
 async def load_target(pal_pk: int) -> Target | None:
     """The PAL's agent URL and the account's key hash, read at each attempt: an edited URL or a
     rotated key takes effect at the next connection."""
@@ -124,7 +117,7 @@ class AgentLink:
     pal_pk: int
     conversation_id: str
     allowed_hosts: tuple[str, ...] | None = None  # None: AGENT_ALLOWED_HOSTS
-    resolver: Resolver = _default_resolver
+    resolver: Resolver = resolve
     target_loader: Callable[[int], Awaitable[Target | None]] = load_target
     clock: Callable[[], float] = time.time
     stats: LinkStats = field(default_factory=LinkStats)
@@ -207,7 +200,7 @@ class AgentLink:
         """A TCP socket connected to one of `host`'s addresses, each checked before use."""
         self.stats.attempts += 1
         infos = await self.resolver(host, port)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        addresses = addresses_of(infos)
         allowed = self.allowed_hosts if self.allowed_hosts is not None else get_settings().agent_allowed_hosts
         why = address_refusal(host, addresses, allowed)
         if why is not None:

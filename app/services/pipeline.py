@@ -9,15 +9,14 @@ operator's LLM_BASE_URL is trusted.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from app.config import get_settings
 from app.domain.agent_links import address_refusal
+from app.services.resolve import addresses_of, resolve
 from app.domain.calendar_state import meeting_people
 from app.domain.meeting_prompt import MeetingInfo
 from app.secret_box import unseal_or_empty
@@ -99,10 +98,10 @@ async def endpoint_refusal(endpoint: Endpoint) -> str | None:
     host = (parts.hostname or "").rstrip(".")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await resolve(host, port)
     except OSError as exc:
         return f"{host} did not resolve ({exc.strerror or exc})"
-    addresses = sorted({info[4][0] for info in infos})
+    addresses = sorted(addresses_of(infos))
     return address_refusal(host, addresses, get_settings().llm_allowed_hosts, setting="LLM_ALLOWED_HOSTS")
 
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +32,7 @@ from app import metrics
 from app.config import get_settings
 from app.domain import webhooks as rules
 from app.domain.agent_links import address_refusal
+from app.services.resolve import Resolver, addresses_of, resolve
 from app.domain.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from app.domain.ids import new_public_id
 from app.domain.join_state import EventKind
@@ -51,7 +51,6 @@ FIELDS = ("url", "event_types", "enabled")
 PAGE_MAX = 100
 DELIVERY_STATUSES = (deliveries.PENDING, deliveries.SENT, deliveries.FAILED)
 
-Resolver = Callable[[str, int], Awaitable[list[tuple[Any, ...]]]]
 
 
 class _NoQueryInLogs(logging.Filter):
@@ -233,11 +232,6 @@ async def replay_delivery(account_id: int, webhook_id: str, delivery_id: str, no
 
 # --- sending --------------------------------------------------------------------------------------
 
-async def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
-    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                        proto=socket.IPPROTO_TCP)
-
-
 class Clients:
     """One httpx client per endpoint origin (scheme, host name, port), reused across sends.
 
@@ -270,7 +264,7 @@ class Clients:
 
 
 async def post(url: str, body: bytes, headers: dict[str, str], *, allowed: tuple[str, ...],
-               resolver: Resolver = _resolve, timeout: float = rules.REQUEST_TIMEOUT_SECONDS,
+               resolver: Resolver = resolve, timeout: float = rules.REQUEST_TIMEOUT_SECONDS,
                clients: Clients | None = None) -> Outcome:
     """POST `body` to `url` under the outbound rules above; never raises."""
     parts = urlsplit(url)
@@ -281,7 +275,7 @@ async def post(url: str, body: bytes, headers: dict[str, str], *, allowed: tuple
         infos = await asyncio.wait_for(resolver(host, port), timeout)
     except (OSError, TimeoutError) as exc:
         return Outcome(ok=False, error=f"cannot resolve {host}: {exc}")
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    addresses = addresses_of(infos)
     why = address_refusal(host, addresses, allowed, setting="WEBHOOK_ALLOWED_HOSTS")
     if why is not None:
         return Outcome(ok=False, error=f"refused: {why}")
@@ -334,7 +328,7 @@ class WebhookKind:
 
     name = KIND
 
-    def __init__(self, *, wall: Callable[[], float] = time.time, resolver: Resolver = _resolve,
+    def __init__(self, *, wall: Callable[[], float] = time.time, resolver: Resolver = resolve,
                  timeout: float = rules.REQUEST_TIMEOUT_SECONDS) -> None:
         self.wall = wall  # the webhook-timestamp is the receiver's wall clock, not the injected now
         self.resolver = resolver
