@@ -57,12 +57,11 @@ class Webhook:
     @strawberry.field(description="Deliveries, newest first; `first` 1-100 (default 50), `after` an endCursor.")
     async def deliveries(self, status: DeliveryStatus | None = None, first: int = 50,
                          after: str | None = None) -> Connection[WebhookDelivery]:
-        items, more = await webhook_service.list_deliveries(
+        page = await webhook_service.list_deliveries(
             self.account_id, self.webhook_id, status=str(status.value) if status is not None else None,
             before=after, limit=first, limit_field="first")
-        end = items[-1]["delivery_id"] if items else after
-        return Connection(nodes=[WebhookDelivery.from_view(v) for v in items],
-                          page_info=PageInfo(end_cursor=end, has_next_page=more))
+        return Connection(nodes=[WebhookDelivery.from_view(v) for v in page.items],
+                          page_info=PageInfo(end_cursor=page.end_cursor or after, has_next_page=page.has_next_page))
 
 
 @strawberry.input

@@ -70,10 +70,11 @@ class WebhookController(Controller):
         before: Annotated[str | None, Parameter(max_length=32, description="A delivery id: older ones.")] = None,
         limit: Annotated[int | None, Parameter(ge=1, le=100, description="At most this many (50).")] = None,
     ) -> DeliveryList:
-        items, more = await webhook_service.list_deliveries(account.id, webhook_id, status=status,
-                                                            before=cursor or before, limit=limit)
-        next_cursor = items[-1]["delivery_id"] if items and more else None
-        return {"data": items, "has_more": more, "next_cursor": next_cursor}  # type: ignore[typeddict-item]
+        page = await webhook_service.list_deliveries(account.id, webhook_id, status=status,
+                                                     before=cursor or before, limit=limit)
+        next_cursor = page.end_cursor if page.has_next_page else None
+        return {"data": page.items, "has_more": page.has_next_page,  # type: ignore[typeddict-item]
+                "next_cursor": next_cursor}
 
     @post("/{webhook_id:str}/deliveries/{delivery_id:str}/replay", status_code=202,
           summary="Send a delivery again (same webhook-id and body)",

@@ -36,6 +36,7 @@ from app.services.resolve import Resolver, addresses_of, resolve
 from app.domain.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from app.domain.ids import new_public_id
 from app.domain.join_state import EventKind
+from app.domain.paging import Page, page_of, page_size
 from app.domain.timefmt import iso_z
 from app.services import deliveries
 from app.services.deliveries import Outcome
@@ -183,20 +184,12 @@ async def rotate_secret(account_id: int, webhook_id: str, now: datetime) -> dict
 
 # --- deliveries -----------------------------------------------------------------------------------
 
-def _page_size(size: object, field: str) -> int:
-    if size is None:
-        return 50
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= PAGE_MAX:
-        raise ValidationFailed(f"{field} must be between 1 and {PAGE_MAX}.", field=field)
-    return size
-
-
 async def list_deliveries(account_id: int, webhook_id: str, *, status: str | None = None,
                           before: str | None = None, limit: object = None,
-                          limit_field: str = "limit") -> tuple[list[dict[str, Any]], bool]:
-    """Newest first; `before` a delivery id to page on; and whether older ones follow."""
+                          limit_field: str = "limit") -> Page[dict[str, Any]]:
+    """Newest first; `before` a delivery id to page on; the page says whether older ones follow."""
     row = await _owned(account_id, webhook_id)
-    size = _page_size(limit, limit_field)
+    size = page_size(limit, field=limit_field, limit=PAGE_MAX)
     where = Delivery.endpoint == row["id"]
     if status is not None:
         if status not in DELIVERY_STATUSES:
@@ -205,7 +198,7 @@ async def list_deliveries(account_id: int, webhook_id: str, *, status: str | Non
     if before is not None:
         where &= Delivery.id < (await _delivery(row, before))["id"]
     rows = await Delivery.select().where(where).order_by(Delivery.id, ascending=False).limit(size + 1)
-    return [delivery_view(r, row["webhook_id"]) for r in rows[:size]], len(rows) > size
+    return page_of(rows, size, lambda r: r["delivery_id"]).map(lambda r: delivery_view(r, row["webhook_id"]))
 
 
 async def _delivery(endpoint: dict[str, Any], delivery_id: object) -> dict[str, Any]:

@@ -216,7 +216,7 @@ async def test_three_days_of_failure_mark_the_endpoint_and_replay_recovers(accou
     assert '"newly_failing": true' in event["payload"] and hook["webhook_id"] in event["payload"]
     # Nothing is dropped: listed as failed (the API shows failing), replayable by id.
     view = await webhook_service.list_deliveries(account, hook["webhook_id"], status="failed")
-    assert [d["delivery_id"] for d in view[0]] == [row["delivery_id"]]
+    assert [d["delivery_id"] for d in view.items] == [row["delivery_id"]]
     assert (await webhook_service.get_webhook(account, hook["webhook_id"]))["failing"] is True
     receiver.mode = "ok"
     replayed = await webhook_service.replay_delivery(account, hook["webhook_id"], row["delivery_id"], t)
