@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.domain.backoff import doubling
 from app.domain.errors import ValidationFailed
 from app.domain.timefmt import iso_z
 from app.domain.urls import check_url
@@ -171,8 +172,7 @@ def body(event_type: str, at: datetime, data: dict[str, Any]) -> bytes:
 
 def backoff(attempts: int, *, rng: Callable[[], float] = random.random) -> timedelta:
     """After `attempts` failures: 5 s doubling to an hour, jittered into [d/2, d]."""
-    delay = min(BACKOFF_FIRST_SECONDS * 2 ** max(attempts - 1, 0), BACKOFF_MAX_SECONDS)
-    return timedelta(seconds=delay / 2 + delay / 2 * rng())
+    return doubling(attempts, first=BACKOFF_FIRST_SECONDS, cap=BACKOFF_MAX_SECONDS, rng=rng)
 
 
 def response_ok(status: int) -> bool:

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from app.config import get_settings
 from app.domain.agent_links import address_refusal, parse_agent_url, signed_headers
+from app.domain.backoff import jittered
 from app.services.resolve import Resolver, addresses_of, resolve
 from app.domain.join_state import TERMINAL
 from app.domain.pal_document import agent_url
@@ -83,11 +83,6 @@ class LinkStats:
     sent: int = 0
     received: int = 0
     bad_frames: int = 0
-
-
-def backoff(delay: float, *, rng: Callable[[], float] = random.random) -> float:
-    """`delay` with jitter: somewhere in [delay / 2, delay]."""
-    return delay / 2 + delay / 2 * rng()
 
 
 def loggable(url: str) -> str:
@@ -188,7 +183,7 @@ class AgentLink:
                 return
             if time.monotonic() - began >= STABLE_SECONDS:
                 delay = BACKOFF_START_SECONDS
-            wait = backoff(delay)
+            wait = jittered(delay)
             if outcome is not None:
                 log.info("agent link %s: %s; retrying in %.1f s", self.conversation_id, outcome, wait)
             await asyncio.sleep(wait)

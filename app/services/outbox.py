@@ -19,6 +19,7 @@ import aiosmtplib
 
 from app import metrics
 from app.config import get_settings
+from app.domain.backoff import doubling
 from app.services import deliveries
 from app.services.deliveries import Outcome
 from app.services.events import record_event
@@ -32,8 +33,7 @@ MAX_ATTEMPTS = 12
 
 def backoff(attempts: int, *, rng=random.random) -> timedelta:
     """30 s, 1 min, 2 min, ... capped at one hour; jittered into [d/2, d]."""
-    delay = min(30 * 2 ** max(attempts - 1, 0), 3600)
-    return timedelta(seconds=delay / 2 + delay / 2 * rng())
+    return doubling(attempts, first=30, cap=3600, rng=rng)
 
 
 MAX_KEY = 500  # deliveries.dedupe_key is VARCHAR(500)

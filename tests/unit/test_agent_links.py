@@ -13,7 +13,8 @@ from app.domain.agent_links import (
 )
 from app.domain.errors import ValidationFailed
 from app.domain.pal_document import agent_url, validate_document
-from app.services.agent_link import backoff, loggable
+from app.domain.backoff import jittered
+from app.services.agent_link import loggable
 
 
 @pytest.mark.parametrize("url, host, port, secure", [
@@ -138,5 +139,5 @@ def test_signature_verifies_with_the_agents_own_key():
 
 
 def test_backoff_and_logged_url():
-    assert backoff(8.0, rng=lambda: 0.0) == 4.0 and backoff(8.0, rng=lambda: 1.0) == 8.0
+    assert jittered(8.0, rng=lambda: 0.0) == 4.0 and jittered(8.0, rng=lambda: 1.0) == 8.0
     assert loggable("wss://agent.example.com:8443/pal/a?token=secret") == "wss://agent.example.com:8443/pal/a"
