@@ -44,15 +44,18 @@ async def record_event(pal_pk: int, kind: str, payload: dict[str, Any], *, pal_i
     kind = str(kind)
     # The webhook deliveries of the event are stored with it, in one transaction: an event
     # is never recorded without them, nor sent without being recorded (docs/webhooks.md).
-    webhook = await webhook_events.prepare(pal_pk, kind)
-    async with engine().transaction() if webhook else contextlib.nullcontext():
+    webhook = await webhook_events.prepare(pal_pk, kind)  # reads the PAL's public id too
+    if webhook is not None:
+        pal_id = pal_id or webhook.pal_id
+    sends = webhook is not None and bool(webhook.endpoints)
+    async with engine().transaction() if sends else contextlib.nullcontext():
         rows = await PalEvent.insert(PalEvent(pal=pal_pk, kind=kind, payload=payload, created_at=now)).returning(
             PalEvent.id, PalEvent.kind, PalEvent.payload, PalEvent.created_at
         )
         if pal_id is None:
             pal_id = (await Pal.select(Pal.pal_id).where(Pal.id == pal_pk).first())["pal_id"]
-        if webhook:
-            await webhook_events.enqueue_for_event(pal_pk, pal_id, webhook, payload, now)
+        if sends:
+            await webhook_events.enqueue_for_event(pal_pk, webhook, payload, now)  # type: ignore[arg-type]
     event = event_view(rows[0], pal_id)
     event["payload"] = payload
     log.info("pal %s: %s %s", pal_id, kind, json.dumps(payload, default=str)[:300])

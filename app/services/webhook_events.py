@@ -10,6 +10,7 @@ PAL's account, ordered per (endpoint, PAL).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,12 +26,25 @@ def order_key(endpoint_pk: int, pal_pk: int) -> str:
     return f"wh:{endpoint_pk}:{pal_pk}"
 
 
-async def subscribers(pal_pk: int, event_type: str) -> list[int]:
-    """Enabled endpoints of the PAL's account that take `event_type`."""
+@dataclass(frozen=True)
+class Prepared:
+    """What record_event needs to know of an event with a public webhook type, read in one query."""
+
+    pal_id: str
+    event_type: str
+    endpoints: list[int]  # enabled endpoints of the PAL's account that take it; may be empty
+
+
+async def _subscribers(pal_pk: int, event_type: str) -> tuple[str, list[int]] | None:
+    """The PAL's public id and its account's enabled endpoints that take `event_type`."""
     rows = await Delivery.raw(
-        "SELECT w.id, w.event_types FROM webhook_endpoints w JOIN pals p ON p.account = w.account "
-        "WHERE p.id = {} AND w.enabled ORDER BY w.id", pal_pk)
-    return [r["id"] for r in rows if rules.subscribed(json_value(r["event_types"], []), event_type)]
+        "SELECT p.pal_id, w.id, w.event_types FROM pals p "
+        "LEFT JOIN webhook_endpoints w ON w.account = p.account AND w.enabled "
+        "WHERE p.id = {} ORDER BY w.id", pal_pk)
+    if not rows:
+        return None
+    return rows[0]["pal_id"], [r["id"] for r in rows if r["id"] is not None
+                               and rules.subscribed(json_value(r["event_types"], []), event_type)]
 
 
 async def _insert(pal_pk: int, endpoints: list[int], event_type: str, data: dict[str, Any], at: datetime) -> None:
@@ -53,23 +67,22 @@ async def _with_conversation(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "conversation_id": row["cid"] if row else None}
 
 
-async def prepare(pal_pk: int, kind: str) -> tuple[str, list[int]] | None:
-    """The public type and subscribed endpoints of an event about to be recorded; None: no webhook."""
+async def prepare(pal_pk: int, kind: str) -> Prepared | None:
+    """The public type and subscribed endpoints of an event about to be recorded (and the PAL's
+    public id, read with them); None when the kind is not sent as a webhook."""
     event_type = rules.public_type(kind)
     if event_type is None:
         return None
-    endpoints = await subscribers(pal_pk, event_type)
-    return (event_type, endpoints) if endpoints else None
+    found = await _subscribers(pal_pk, event_type)
+    return Prepared(found[0], event_type, found[1]) if found else None
 
 
-async def enqueue_for_event(pal_pk: int, pal_id: str, prepared: tuple[str, list[int]],
-                            payload: dict[str, Any], at: datetime) -> None:
+async def enqueue_for_event(pal_pk: int, prepared: Prepared, payload: dict[str, Any], at: datetime) -> None:
     """One delivery per endpoint from prepare(), in the caller's transaction."""
-    event_type, endpoints = prepared
-    data = rules.event_data(pal_id, payload)
-    if event_type.startswith("join."):
+    data = rules.event_data(prepared.pal_id, payload)
+    if prepared.event_type.startswith("join."):
         data = await _with_conversation(data)
-    await _insert(pal_pk, endpoints, event_type, data, at)
+    await _insert(pal_pk, prepared.endpoints, prepared.event_type, data, at)
 
 
 async def enqueue_transcript(conversation_pk: int, entry: dict[str, Any], at: datetime) -> int:
