@@ -142,13 +142,18 @@ _SOCKETS: "weakref.WeakSet[GuardedTransportWSHandler]" = weakref.WeakSet()
 _CLOSING: set[asyncio.Task] = set()
 
 
+def _close_later(loop: asyncio.AbstractEventLoop, closing: Any) -> None:
+    """Run a socket's close in the background, holding the task until it is done."""
+    task = loop.create_task(closing)
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
 def _close_sockets(dependency: str) -> None:
     loop = asyncio.get_running_loop()
     for handler in list(_SOCKETS):
         if handler.loop is loop:
-            task = loop.create_task(handler.unavailable())
-            _CLOSING.add(task)
-            task.add_done_callback(_CLOSING.discard)
+            _close_later(loop, handler.unavailable())
 
 
 outages.on_outage(_close_sockets)
@@ -322,9 +327,7 @@ class KeyWatch:
                     _, until = await authenticate_until(self.key)
                 except Unauthenticated:
                     for handler in list(self.sockets):
-                        task = handler.loop.create_task(handler._revoke())
-                        _CLOSING.add(task)
-                        task.add_done_callback(_CLOSING.discard)
+                        _close_later(handler.loop, handler._revoke())
                     return
                 except Exception as exc:
                     if not outages.report(exc):  # an outage is logged once, by app/outages.py
@@ -439,16 +442,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
         self._closing = True
         self._outbox = None
         log.info("graphql websocket: %d live frames behind; closing %d", MAX_OUTBOX, TRY_AGAIN_LATER)
-        task = self.loop.create_task(self._close_too_slow())
-        _CLOSING.add(task)
-        task.add_done_callback(_CLOSING.discard)
-
-    async def _close_too_slow(self) -> None:
-        for operation_id in list(self.operations):
-            await self.cleanup_operation(operation_id)
-        _SOCKETS.discard(self)
-        with suppress(Exception):
-            await self.websocket.close(TRY_AGAIN_LATER, TOO_SLOW_REASON)
+        _close_later(self.loop, self.unavailable(TOO_SLOW_REASON))
 
     async def handle_connection_init(self, message: Any) -> None:
         if outages.is_down():
@@ -498,16 +492,17 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
                 "message": "Could not check the API key; try again.", "extensions": {"code": code}}]})
             return False
 
-    async def unavailable(self) -> None:
-        """An outage was declared: end the operations and close 1013 (the client resubscribes later)."""
+    async def unavailable(self, reason: str = UNAVAILABLE_REASON) -> None:
+        """An outage was declared (or the client reads too slowly): end the operations and close
+        1013, Try Again Later (the client resubscribes with after=<last event id>)."""
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
-        await self._close_unavailable()
+        await self._close_unavailable(reason)
 
-    async def _close_unavailable(self) -> None:
+    async def _close_unavailable(self, reason: str = UNAVAILABLE_REASON) -> None:
         _SOCKETS.discard(self)
         with suppress(Exception):
-            await self.websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
+            await self.websocket.close(TRY_AGAIN_LATER, reason)
 
     async def _revoke(self) -> None:
         log.info("graphql websocket: its API key is no longer valid; ending %d operation(s), closing 4403",
