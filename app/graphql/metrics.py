@@ -1,16 +1,14 @@
 """Times each GraphQL query and mutation for pal_graphql_request_duration_seconds (app/metrics.py).
 
-A schema extension, so HTTP and websocket operations alike are timed from parsing to the
-result. Subscriptions are not: they last as long as the client listens, and are counted
+Called from the schema's error extension (`MeteredDomainErrors`, app/graphql/schema.py), so
+HTTP and websocket operations alike are timed from parsing to the result. Subscriptions are not: they last as long as the client listens, and are counted
 open instead (pal_graphql_subscriptions_open, app/graphql/transport.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from app import metrics
@@ -27,12 +25,3 @@ def observe_operation(context: ExecutionContext, started: float) -> None:
     result = context.result
     ok = not context.pre_execution_errors and not (result is not None and result.errors)
     metrics.observe_graphql(operation_type, ok, time.perf_counter() - started)
-
-
-class GraphQLMetrics(SchemaExtension):
-    """The timer on its own; the schema uses it folded into its error extension (app/graphql/schema.py)."""
-
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        observe_operation(self.execution_context, started)
