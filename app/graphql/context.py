@@ -45,12 +45,13 @@ class Context(BaseContext, kw_only=True):
 
 
 async def context_getter(request: Request, channels: ChannelsPlugin) -> Context:
-    # Over websockets Litestar hands us the WebSocket here; the key arrives later, in
-    # connection_init (see authorize_connection). Not parsing its headers keeps Litestar
-    # from caching a parsed copy for the socket's whole life (~1.7 KiB per subscriber).
-    if request.scope["type"] == "websocket":
-        return Context(channels=channels)
-    return Context(api_key=request.headers.get("x-api-key"), channels=channels)
+    """The context of a websocket; HTTP operations build theirs in app/graphql/transport.py
+    (`_http_context`) without Litestar's dependency injection, so only sockets come here.
+
+    The key arrives later, in connection_init (see authorize_connection). Not parsing the
+    socket's headers keeps Litestar from caching a parsed copy for the socket's whole life
+    (~1.7 KiB per subscriber)."""
+    return Context(channels=channels)
 
 
 def api_key_from_params(params: Any) -> str | None:
