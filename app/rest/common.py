@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -11,6 +11,7 @@ from litestar.params import Parameter
 
 from app import outages
 from app.domain.errors import DomainError
+from app.domain.paging import Page
 from app.rest.openapi import PAGE_CURSOR_DESCRIPTION, PAGE_LIMIT_DESCRIPTION
 from app.services.accounts import AccountRef, authenticate
 from app.services.rows import NUL_TEXT_ERRORS, as_client_error
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 PageLimit = Annotated[int | None, Parameter(description=PAGE_LIMIT_DESCRIPTION)]
 PageCursor = Annotated[str | None, Parameter(description=PAGE_CURSOR_DESCRIPTION)]
 REST_PAGE_NAMES = ("limit", "cursor")
+
+
+def listing(page: Page, total: int) -> Any:
+    """A REST list's body: one page of `data`, the list's `total_count`, and `next_cursor`."""
+    return {"data": page.items, "total_count": total, "next_cursor": page.end_cursor if page.has_next_page else None}
 
 
 async def current_account(request: Request) -> AccountRef:

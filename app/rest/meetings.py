@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, get
 from litestar.di import Provide
 from litestar.params import Parameter
 
 from app.clock import utcnow
-from app.domain.paging import Page
-from app.rest.common import REST_PAGE_NAMES, PageCursor, PageLimit, current_account
+from app.rest.common import REST_PAGE_NAMES, PageCursor, PageLimit, current_account, listing
 from app.rest.openapi import SECURITY, JoinDetail, JoinList, MeetingList, error_responses
 from app.services.accounts import AccountRef
 from app.services.joins import count_joins, get_join, joins_pages
@@ -30,7 +29,7 @@ class PalActivityController(Controller):
                        cursor: PageCursor = None) -> MeetingList:
         pk = await owned_pal_pk(account.id, pal_id)
         pages = await meetings_pages(account.id, [pal_id], utcnow(), first=limit, after=cursor, names=REST_PAGE_NAMES)
-        return _listing(pages[pal_id], await count_meetings(pk))
+        return listing(pages[pal_id], await count_meetings(pk))
 
     @get("/joins", summary="Planned, running and finished Meet joins, newest first",
          responses=error_responses(400, 401, 404))
@@ -40,11 +39,7 @@ class PalActivityController(Controller):
         pk = await owned_pal_pk(account.id, pal_id)
         pages = await joins_pages(account.id, [pal_id], first=limit, after=cursor, upcoming=upcoming,
                                   names=REST_PAGE_NAMES)
-        return _listing(pages[pal_id], await count_joins(pk, upcoming=upcoming))
-
-
-def _listing(page: Page, total: int) -> Any:
-    return {"data": page.items, "total_count": total, "next_cursor": page.end_cursor if page.has_next_page else None}
+        return listing(pages[pal_id], await count_joins(pk, upcoming=upcoming))
 
 
 class JoinController(Controller):

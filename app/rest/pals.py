@@ -16,7 +16,7 @@ from app.domain.face_media import MAX_AUDIO_BYTES, MAX_VIDEO_BYTES
 from app.services import faces as face_service
 from app.services import pals as pal_service
 from app.services.accounts import AccountRef
-from app.rest.common import REST_PAGE_NAMES, PageCursor, PageLimit, binary_form_field_handler, current_account
+from app.rest.common import REST_PAGE_NAMES, PageCursor, PageLimit, binary_form_field_handler, current_account, listing
 from app.rest.openapi import (
     JSON_PATCH_SCHEMA,
     PAL_DOCUMENT_SCHEMA,
@@ -49,8 +49,7 @@ class PalController(Controller):
          responses=error_responses(400, 401))
     async def list(self, account: AccountRef, limit: PageLimit = None, cursor: PageCursor = None) -> PalList:
         page = await pal_service.list_pals(account.id, first=limit, after=cursor, names=REST_PAGE_NAMES)
-        return {"data": page.items, "total_count": await pal_service.count_pals(account.id),
-                "next_cursor": page.end_cursor if page.has_next_page else None}
+        return listing(page, await pal_service.count_pals(account.id))
 
     @get("/check-username", summary="Check conferencing username availability",
          responses=error_responses(400, 401))
