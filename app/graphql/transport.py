@@ -257,7 +257,7 @@ def _slim_queue(queue: Any) -> None:
         queue._finished = _NEVER_JOINED  # type: ignore[attr-defined]
 
 
-def _drop_handshake(send: Any, scope: Any) -> None:
+def _drop_handshake(direct: _DirectWriter | None, scope: Any) -> None:
     """Let go of the handshake's headers, kept for the socket's life though read only once (~4 KiB).
 
     uvicorn keeps the parsed request and response, and websockets' handshake parser keeps the
@@ -266,7 +266,6 @@ def _drop_handshake(send: Any, scope: Any) -> None:
     copy that Strawberry's origin check made. The socket is acknowledged by now: the key came
     in connection_init, and nothing reads a header again.
     """
-    direct = _direct_writer(send)
     if direct is not None and getattr(direct.protocol, "handshake_complete", True):
         protocol = direct.protocol
         for name in ("request", "response"):
@@ -460,7 +459,9 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             _SOCKETS.add(self)
             self._watched = True
             KeyWatch.follow(self)
-            _drop_handshake(self.websocket.ws.send, self.websocket.ws.scope)  # type: ignore[attr-defined]
+            # Found once per socket: the live frames are written through it too (enqueue).
+            self._direct = _direct_writer(self.websocket.ws.send)  # type: ignore[attr-defined]
+            _drop_handshake(self._direct, self.websocket.ws.scope)  # type: ignore[attr-defined]
 
     async def handle_subscribe(self, message: Any) -> None:
         if self.connection_acknowledged and not await self._key_still_valid(message["id"]):
