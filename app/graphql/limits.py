@@ -96,13 +96,12 @@ class QueryLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "QueryLimits":
+        global _LAST
         s = settings or get_settings()
-        cached = _LIMITS_OF.get(id(s))
-        if cached is not None and cached[0] is s:  # Settings is frozen: one QueryLimits per instance
-            return cached[1]
+        if _LAST is not None and _LAST[0] is s:  # Settings is frozen: one QueryLimits per instance
+            return _LAST[1]
         limits = cls._build(s)
-        _LIMITS_OF.clear()  # settings change only in tests; keep one
-        _LIMITS_OF[id(s)] = (s, limits)
+        _LAST = (s, limits)  # settings change only in tests; keep the last
         return limits
 
     @classmethod
@@ -120,8 +119,8 @@ class QueryLimits:
                 "max_comments": self.max_tokens}
 
 
-# Settings instance id -> (that instance, its limits); read per operation, built once.
-_LIMITS_OF: dict[int, tuple[Settings, QueryLimits]] = {}
+# The settings last asked about and their limits: read per operation, built once.
+_LAST: tuple[Settings, QueryLimits] | None = None
 
 
 @dataclass

@@ -121,9 +121,8 @@ class Member:
         self.sent.add(event_id)
         self.high = max(self.high, event_id)
 
-    def go_live(self, high: int) -> None:
+    def go_live(self) -> None:
         """The history is sent: flush what the group held back, then take events as they come."""
-        self.high = max(self.high, high)
         pending, self.pending = self.pending or [], None
         for event_id, payload in pending:
             self.offer(event_id, payload)

@@ -370,7 +370,7 @@ class GuardedTransportWSHandler(BaseGraphQLTransportWSHandler):
             async with aclosing(result_source):
                 await self._send_result_stream(operation, result_source)
             if member.group is not None and not operation.completed and operation.id in self.operations:
-                member.go_live(member.high)  # from now on its group sends its events
+                member.go_live()  # from now on its group sends its events
                 live = True
                 return
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
