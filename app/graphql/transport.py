@@ -36,7 +36,7 @@ import random
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -536,7 +536,7 @@ _ONE_ANSWER = {"GET": frozenset({OperationType.QUERY}),
                "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
 
 
-async def _plain_operation(request: Request) -> GraphQLRequestData | None:
+async def _plain_operation(request: Request, decode_json: Callable[[bytes], Any]) -> GraphQLRequestData | None:
     """The operation of a plain `application/json` POST of one operation that wants one JSON
     answer; None for anything else, which takes Strawberry's full path (GET, GraphiQL,
     batches, uploads, streaming, and every malformed body with its 400)."""
@@ -549,8 +549,8 @@ async def _plain_operation(request: Request) -> GraphQLRequestData | None:
     if any(kind in accept for kind in _STREAMING_ACCEPT):
         return None
     try:
-        data = json.loads(await request.body())  # the body stays cached for the full path
-    except (ValueError, RecursionError):
+        data = decode_json(await request.body())  # the body stays cached for the full path
+    except ValueError:
         return None
     if not isinstance(data, dict):
         return None
@@ -599,7 +599,7 @@ class GuardedGraphQLController:
                 if outages.report(exc):  # the key cannot be checked: PostgreSQL is down
                     return service_unavailable()
                 raise
-        plain = await _plain_operation(request)
+        plain = await _plain_operation(request, self.decode_json)
         if plain is not None:
             return await self._execute_plain(request, adapter, context, plain)
         return await super().execute_request(request, context, root_value)  # type: ignore[misc]
