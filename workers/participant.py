@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from array import array
 from collections import deque
@@ -39,6 +38,7 @@ from app.domain.turn_taking import Act, Decision, TurnPolicy, addresses
 from app.services import llm as llm_client
 from app.services import notes as notes_store
 from app.services.pipeline import PipelineSetup
+from workers.meet_bot.pcm import rms
 from workers.meet_bot.channels import Caption, ChatMessage, Clear, Say, SendChat, SpeakAudio
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,7 @@ GREETING = ("You have just been admitted to the meeting. Greet the attendees in 
 
 def frame_rms(pcm: bytes) -> float:
     """RMS of a 16-bit PCM frame, full scale 1.0 (every 4th sample: enough for loud or not)."""
-    samples = array("h", pcm[: len(pcm) // 2 * 2])[::4]
-    if not samples:
-        return 0.0
-    return math.sqrt(sum(x * x for x in samples) / len(samples)) / 32768
+    return rms(array("h", pcm[: len(pcm) // 2 * 2])[::4]) / 32768
 
 
 def answer_instruction(decision: Decision) -> str:

@@ -134,10 +134,7 @@ class TurnPolicy:
         else:
             self.others_live[key] = now
         if self.talking:
-            self.talking = False
-            self.last_turn_end = now
-            self.pending = None
-            return Decision(Act.BARGE_IN, speaker, text, "interrupted")
+            return self._interrupted(now, Decision(Act.BARGE_IN, speaker, text, "interrupted"))
         if not final:
             return None
         if addresses(text, self.names):
@@ -156,16 +153,19 @@ class TurnPolicy:
             self.loud_since = now
         # Loud since before the PAL began is the room's noise (a hum, a fan), not an interruption.
         if self.talking and self.loud_since >= self.turn_started and now - self.loud_since >= self.barge_in_after:
-            self.talking = False
-            self.last_turn_end = now
-            self.pending = None
-            return Decision(Act.BARGE_IN, why="heard")
+            return self._interrupted(now, Decision(Act.BARGE_IN, why="heard"))
         return None
 
     def finished(self, now: float) -> None:
         """The PAL's turn is over (all of it spoken, or it failed)."""
         self.talking = False
         self.last_turn_end = now
+
+    def _interrupted(self, now: float, decision: Decision) -> Decision:
+        """Someone else started talking: the PAL's turn ends, and what it was about to say goes."""
+        self.finished(now)
+        self.pending = None
+        return decision
 
     def tick(self, now: float) -> Decision | None:
         """What to do now, given the time: a pending answer once others pause, an open question."""
