@@ -6,6 +6,7 @@ DATABASE_URL at import time), then import what they need.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 from typing import Any
 import datetime as _dt
@@ -351,3 +352,61 @@ def meet_code() -> str:
 
     p = lambda n: "".join(random.choice(string.ascii_lowercase) for _ in range(n))  # noqa: E731
     return f"{p(3)}-{p(4)}-{p(3)}"
+
+
+# --- a Meet bot in the bench's own process ----------------------------------------------------
+
+class MeetBot:
+    """One run_meet_bot task in this process, its Chromium session (spied) and its status."""
+
+    def __init__(self, server: Any, media: Any, channels: Any, *, name: str = "Bench PAL",
+                 on_in_call: Any = None, **settings: Any) -> None:
+        self.server, self.media, self.channels, self.name = server, media, channels, name
+        self.on_in_call = on_in_call
+        # BotSettings for a bench: patient with the look-alike, never leaving by itself.
+        self.settings = {"waiting_room_timeout": 60, "alone_grace": 600, "poll_interval": 0.5,
+                         "prejoin_timeout": 60, **settings}
+        self.stop = asyncio.Event()
+        self.in_call = asyncio.Event()
+        self.session: Any = None
+        self.task: asyncio.Task[Any] | None = None
+
+    async def start(self, url: str) -> None:
+        """Start the bot and wait (90 s at most) until it is in the call."""
+        from workers.meet_bot import BotSettings, parse_browser_args, run_meet_bot
+        from workers.meet_bot import bot as bot_mod
+
+        real = bot_mod.ChromiumSession
+        bench = self
+
+        class Spied(real):  # type: ignore[misc, valid-type]
+            def __init__(self, *a: Any, **kw: Any) -> None:
+                super().__init__(*a, **kw)
+                bench.session = self
+
+        async def on_status(status: str, _reason: str | None) -> None:
+            if status == "in_call":
+                self.in_call.set()
+                if self.on_in_call is not None:
+                    self.on_in_call()
+
+        settings = BotSettings(extra_args=parse_browser_args(self.server.browser_args_env()), **self.settings)
+        bot_mod.ChromiumSession = Spied  # type: ignore[misc]
+        self.task = asyncio.create_task(run_meet_bot(url, self.name, self.media, settings, on_status=on_status,
+                                                     stop=self.stop, channels=self.channels))
+        try:
+            await asyncio.wait_for(self.in_call.wait(), 90)
+        finally:
+            bot_mod.ChromiumSession = real  # type: ignore[misc]
+
+    async def close(self) -> Any:
+        self.stop.set()
+        if self.task is None:
+            return None
+        return await asyncio.wait_for(self.task, 60)
+
+    def tree(self) -> list[int]:
+        """The pids of the bot's Chromium and its children."""
+        from workers.meet_bot import procs
+
+        return procs.descendants(self.session.pid) if self.session and self.session.pid else []

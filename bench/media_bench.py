@@ -82,54 +82,6 @@ def caption_script(lines: int) -> tuple[list[dict[str, Any]], list[float]]:
     return script, settles
 
 
-class Bot:
-    """One run_meet_bot task, its Chromium session (spied) and its status."""
-
-    def __init__(self, server, media, channels) -> None:  # type: ignore[no-untyped-def]
-        self.server, self.media, self.channels = server, media, channels
-        self.stop = asyncio.Event()
-        self.in_call = asyncio.Event()
-        self.session: Any = None
-        self.task: asyncio.Task[Any] | None = None
-
-    async def start(self, url: str) -> None:
-        from workers.meet_bot import BotSettings, parse_browser_args, run_meet_bot
-        from workers.meet_bot import bot as bot_mod
-
-        real = bot_mod.ChromiumSession
-        bench = self
-
-        class Spied(real):  # type: ignore[misc, valid-type]
-            def __init__(self, *a: Any, **kw: Any) -> None:
-                super().__init__(*a, **kw)
-                bench.session = self
-
-        async def on_status(status: str, _reason: str | None) -> None:
-            if status == "in_call":
-                self.in_call.set()
-
-        settings = BotSettings(extra_args=parse_browser_args(self.server.browser_args_env()), waiting_room_timeout=60,
-                               alone_grace=600, poll_interval=0.5, prejoin_timeout=60)
-        bot_mod.ChromiumSession = Spied  # type: ignore[misc]
-        self.task = asyncio.create_task(run_meet_bot(url, "Bench PAL", self.media, settings, on_status=on_status,
-                                                     stop=self.stop, channels=self.channels))
-        try:
-            await asyncio.wait_for(self.in_call.wait(), 90)
-        finally:
-            bot_mod.ChromiumSession = real  # type: ignore[misc]
-
-    async def close(self) -> Any:
-        self.stop.set()
-        if self.task is None:
-            return None
-        return await asyncio.wait_for(self.task, 60)
-
-    def tree(self) -> list[int]:
-        from workers.meet_bot import procs
-
-        return procs.descendants(self.session.pid) if self.session and self.session.pid else []
-
-
 async def wait_until(test, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     end = time.time() + timeout
     while not test():
@@ -180,7 +132,7 @@ def tone_power(pcm: bytes, freq: float) -> float:
 
 # --- the latency call ------------------------------------------------------------------------
 
-async def participant_to_client(bot: Bot, client: StreamClient, rounds: int) -> tuple[list[float], dict[str, Any]]:
+async def participant_to_client(bot: C.MeetBot, client: StreamClient, rounds: int) -> tuple[list[float], dict[str, Any]]:
     """Mute/unmute the far end's 440 Hz track; unmute → first loud 440 Hz frame at the client."""
     ons: list[float] = []
     offs: list[float] = []
@@ -328,7 +280,7 @@ async def resource_run(server, media, conv: dict[str, Any], mode: str, hold: flo
     script, _ = caption_script(int(hold / 2.5) + 4)
     url = server.configure(C.meet_code(), "stay", admit_after=0.5, tones=[{"freq": 440, "at": 0.5, "gain": 0.3}],
                            captions=script)
-    bot = Bot(server, media, channels)
+    bot = C.MeetBot(server, media, channels)
     try:
         await bot.start(url)
         if mode == "on, speaking":
@@ -431,7 +383,7 @@ async def amain(args: argparse.Namespace) -> None:
             url = server.configure(meeting, "stay", admit_after=0.5,
                                    tones=[{"freq": 440, "at": 0.5, "gain": 0.3}], captions=script)
             rec = server.record(meeting)
-            bot = Bot(server, media, channels)
+            bot = C.MeetBot(server, media, channels)
             busy0, w0 = C.system_busy_seconds(), time.monotonic()
             try:
                 await bot.start(url)

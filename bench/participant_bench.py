@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -62,9 +61,6 @@ async def amain(args: argparse.Namespace) -> None:
     from tests.llm_stub import LlmStub
     from tests.meet_lookalike import MeetLookalike
     from workers.joins import command_sink, media_channels
-    from workers.meet_bot import BotSettings, parse_browser_args, run_meet_bot
-    from workers.meet_bot import bot as bot_mod
-    from workers.meet_bot import procs
     from workers.participant import Participant
 
     await db.open_pool(min_size=1, max_size=4)
@@ -124,31 +120,13 @@ async def amain(args: argparse.Namespace) -> None:
     meeting = C.meet_code()
     url = server.configure(meeting, "stay", admit_after=0.5, tones=[], captions=caption_script(args.questions, args.gap))
     rec = server.record(meeting)
-    stop, in_call = asyncio.Event(), asyncio.Event()
-    sessions: list[Any] = []
-    real = bot_mod.ChromiumSession
-
-    class Spied(real):  # type: ignore[misc, valid-type]
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **kw)
-            sessions.append(self)
-
-    async def on_status(status: str, _reason: str | None) -> None:
-        if status == "in_call":
-            in_call.set()
-            participant.admitted()
-
-    settings = BotSettings(extra_args=parse_browser_args(server.browser_args_env()), waiting_room_timeout=60,
-                           alone_grace=3600, poll_interval=0.5, prejoin_timeout=60, mic_off_after=args.mic_off_after)
-    bot_mod.ChromiumSession = Spied  # type: ignore[misc]
-    bot = asyncio.create_task(run_meet_bot(url, "Anna", media, settings, on_status=on_status, stop=stop,
-                                           channels=channels))
+    bot = C.MeetBot(server, media, channels, name="Anna", on_in_call=participant.admitted, alone_grace=3600,
+                    mic_off_after=args.mic_off_after)
     latencies: list[float] = []
     stages: list[tuple[float, float, float]] = []  # final -> queued, queued -> fed, fed -> heard
     try:
-        await asyncio.wait_for(in_call.wait(), 90)
-        bot_mod.ChromiumSession = real  # type: ignore[misc]
-        pids = procs.descendants(sessions[0].pid) if sessions and sessions[0].pid else []
+        await bot.start(url)
+        pids = bot.tree()
         ticks0, self0, w0 = C.cpu_ticks(pids), time.process_time(), time.monotonic()
         end = time.time() + 4.0 + args.gap * args.questions + 10
         while time.time() < end and len(finals) < args.questions:
@@ -166,10 +144,8 @@ async def amain(args: argparse.Namespace) -> None:
                 if q is not None and f is not None and q <= f <= first:
                     stages.append((q - at, f - q, first - f))
     finally:
-        bot_mod.ChromiumSession = real  # type: ignore[misc]
-        stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(bot, 60)
+            await bot.close()
         loop_task.cancel()
         pump.cancel()
         await relay.close()
