@@ -19,15 +19,16 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import _common as C  # noqa: E402  (the benches' shared environment: bench database, loopback only)
 
 SUBSCRIPTION = ("subscription($p: ID!) { palEvents(palId: $p) { __typename "
                 "... on PalEvent { id kind payload } } }")
@@ -92,26 +93,6 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def bench_env() -> dict[str, str]:
-    base_db = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/pal")
-    base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    # BENCH_DATABASE_URL / BENCH_REDIS_URL as in the other scripts (bench/README.md).
-    env = dict(os.environ,
-               DATABASE_URL=os.environ.get("BENCH_DATABASE_URL")
-               or urlunparse(urlparse(base_db)._replace(path="/pal_bench")),
-               REDIS_URL=os.environ.get("BENCH_REDIS_URL") or urlunparse(urlparse(base_redis)._replace(path="/13")))
-    for url in (env["DATABASE_URL"], env["REDIS_URL"]):
-        if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise SystemExit(f"loopback only, not {url}")
-    return env
-
-
 async def prepare(env: dict[str, str]) -> tuple[str, str, int]:
     """A fresh account and PAL in the bench database: (api key, pal id, pal pk)."""
     os.environ.update(env)
@@ -154,7 +135,7 @@ async def start_api(env: dict[str, str], port: int) -> asyncio.subprocess.Proces
 async def run_size(n: int, args: argparse.Namespace, env: dict[str, str], key: str, pal_id: str) -> dict:
     from redis.asyncio import from_url
 
-    port = free_port()
+    port = C.free_port()
     api = await start_api(env, port)
     clients: list[asyncio.subprocess.Process] = []
     redis = from_url(env["REDIS_URL"])
@@ -219,7 +200,7 @@ async def run_size(n: int, args: argparse.Namespace, env: dict[str, str], key: s
 
 async def main(args: argparse.Namespace) -> None:
     fds = raise_fd_limit()
-    env = bench_env()
+    env = C.bench_env()
     key, pal_id, _ = await prepare(env)
     print(f"fd limit {fds}; {os.cpu_count()} CPUs; {args.clients} client processes; "
           f"{args.events} events per size; permessage-deflate {'on' if args.deflate else 'off'}")
